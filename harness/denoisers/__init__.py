@@ -1,0 +1,1 @@
+"""Backends behind one denoiser interface (`harness.denoisers.base.Denoiser`)."""

@@ -1,0 +1,23 @@
+"""What a section run returns: named images, scalar metrics and the metadata that explains them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Outputs:
+    """images: name -> float tensor (C, H, W) or (N, C, H, W) in [-1, 1] (CPU, float32).
+    metrics: name -> float. meta: JSON-serialisable parameters (test image sources, prompts, ...)."""
+
+    images: dict[str, torch.Tensor] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def add_image(self, name: str, image: torch.Tensor) -> None:
+        if name in self.images:
+            raise ValueError(f"duplicate output image name {name!r}")
+        self.images[name] = image.detach().to("cpu", torch.float32).contiguous()
