@@ -1,0 +1,102 @@
+"""Command line: ``python -m harness {list,run,golden,data,train}``; see ``--help``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.errors import BadImage, GoldenError, HarnessError, UnknownName, WeightsUnavailable
+from harness.seeding import DEFAULT_SEED
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="every section: id, title, backends")
+
+    run = sub.add_parser("run", help="run sections and write PNGs and metrics.json")
+    run.add_argument("sections", nargs="+", metavar="SECTION", help="section ids, or 'all'")
+    run.add_argument("--backend", help="default: the section's first backend (tiny-if for Part A, mnist for Part B)")
+    run.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    run.add_argument("--device", default="cpu")
+    run.add_argument("--out", default="out", help="output root; a case writes to OUT/<section>/<backend>/")
+    run.add_argument("--image", help="your own image (PNG/JPEG) for SDEdit, inpainting, image-to-image")
+    run.add_argument("--mask", help="binary mask for inpainting: white = regenerate, black = keep")
+    run.add_argument("--prompt", help="your own prompt")
+    run.add_argument("--no-progress", action="store_true")
+
+    golden = sub.add_parser("golden", help="golden files")
+    gsub = golden.add_subparsers(dest="golden_command", required=True)
+    upd = gsub.add_parser("update", help="run sections and (over)write their goldens")
+    upd.add_argument("sections", nargs="*", metavar="SECTION", help="default: every section of the backend")
+    upd.add_argument("--backend", default=None)
+    upd.add_argument("--device", default="cpu")
+    return p
+
+
+def _expand(ids: list[str], backend: str | None) -> list[str]:
+    from harness.sections import SECTIONS, get_section
+
+    if ids in ([], ["all"]):
+        return [s.id for s in SECTIONS.values() if backend is None or backend in s.backends]
+    return [get_section(i).id for i in ids]
+
+
+def _check_backend(backend: str | None) -> None:
+    from harness.backends import backend_names
+
+    if backend is not None and backend not in backend_names():
+        raise UnknownName(f"unknown backend {backend!r}; valid backends: {', '.join(backend_names())}")
+
+
+def cmd_list() -> None:
+    from harness.sections import SECTIONS
+
+    width = max(len(s.id) for s in SECTIONS.values())
+    for s in SECTIONS.values():
+        print(f"{s.id:<{width}}  {s.title}  [{', '.join(s.backends)}]")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from harness.runner import run_case, save_outputs
+
+    _check_backend(args.backend)
+    ids = _expand(args.sections, args.backend)
+    for section_id in ids:
+        out = run_case(section_id, args.backend, args.seed, args.device, args.image, args.mask, args.prompt,
+                       progress=not args.no_progress)
+        folder = save_outputs(out, Path(args.out) / section_id / out.meta["backend"])
+        print(f"{section_id}: wrote {len(out.images)} images and metrics.json to {folder}")
+
+
+def cmd_golden_update(args: argparse.Namespace) -> None:
+    from harness import golden
+    from harness.runner import run_case
+
+    _check_backend(args.backend)
+    for section_id in _expand(args.sections, args.backend):
+        out = run_case(section_id, args.backend, device=args.device)
+        folder = golden.write(out, out.meta["backend"], args.device, dtype="float32" if args.device == "cpu" else "float16")
+        print(f"{section_id}: golden written to {folder}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            cmd_list()
+        elif args.command == "run":
+            cmd_run(args)
+        elif args.command == "golden":
+            cmd_golden_update(args)
+    except UnknownName as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except BadImage as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (WeightsUnavailable, GoldenError, HarnessError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,55 @@
+"""Run one case (section x backend x seed x device) and save what it made; shared by the CLI,
+the reproductions and the benchmarks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.atomic import atomic_write_text
+from harness.outputs import Outputs
+from harness.seeding import DEFAULT_SEED
+
+
+def run_case(section_id: str, backend: str | None = None, seed: int = DEFAULT_SEED, device: str = "cpu",
+             image: str | None = None, mask: str | None = None, prompt: str | None = None,
+             progress: bool = False, params: dict | None = None) -> Outputs:
+    """Run a section; backend None means the section's first (embedded CPU) backend.
+
+    image/mask are paths to a user's own inputs (sections that take them); they are checked and
+    loaded at the backend's image size with one-line BadImage errors.
+    """
+    from harness.images import image_size, load_image, load_mask
+    from harness.sections import RunContext, get_section, run_section
+    from harness.errors import UnknownName
+
+    section = get_section(section_id)
+    for name, value in (("image", image), ("mask", mask), ("prompt", prompt)):
+        if value is not None and name not in section.inputs:
+            raise UnknownName(f"section {section.id} takes no --{name}; sections that do: "
+                              + ", ".join(s.id for s in _sections_taking(name)))
+    ctx = RunContext(backend_name=backend or section.backends[0], device=device, seed=seed,
+                     params=dict(params or {}), prompt=prompt, progress=progress)
+    if image is not None:
+        ctx.image, ctx.image_source = load_image(image, size=64), str(image)
+    if mask is not None:
+        ctx.mask = load_mask(mask, size=64, image_size=image_size(image) if image is not None else None)
+    return run_section(section, ctx)
+
+
+def _sections_taking(name: str):
+    from harness.sections import SECTIONS
+
+    return [s for s in SECTIONS.values() if name in s.inputs]
+
+
+def save_outputs(out: Outputs, folder: str | Path) -> Path:
+    """Write every image as PNG (batches as one grid) and metrics.json (metrics + metadata)."""
+    from harness.images import make_grid, save_png
+
+    folder = Path(folder)
+    for name, x in out.images.items():
+        save_png(folder / f"{name}.png", make_grid(x, nrow=min(x.shape[0], 8)) if x.dim() == 4 else x)
+    atomic_write_text(folder / "metrics.json",
+                      json.dumps({"metrics": out.metrics, "meta": out.meta}, indent=1, allow_nan=True) + "\n")
+    return folder

@@ -1,0 +1,73 @@
+"""The course's iterative denoising loop (1.4) and sampling from pure noise (1.5, 1.6).
+
+x is float32 throughout; the denoiser may run in fp16. Every noise draw comes from one generator per
+image (`harness.seeding.randn`), so an image's result does not depend on what else is in the batch.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from harness.denoisers.base import Denoiser
+from harness.diffusion import ddpm_step
+from harness.seeding import randn
+
+AfterStep = Callable[[torch.Tensor, int, int], torch.Tensor]  # (x_t', i, t') -> x_t'
+
+
+def iterative_denoise(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    timesteps: Sequence[int],
+    i_start: int,
+    guide: Callable,
+    generators: Sequence[torch.Generator],
+    keep: Sequence[int] = (),
+    after_step: AfterStep | None = None,
+    progress: bool = False,
+) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """Denoise x = x_{timesteps[i_start]} down to timesteps[-1] with the strided DDPM step:
+
+    for i in i_start .. len(timesteps) - 2:  t, t' = timesteps[i], timesteps[i + 1];
+        eps, v = guide(x_t, t);  x_t' = step_mean(x_t, x0) + sigma_{t->t'} z,  z ~ N(0, I) per image.
+
+    keep: timesteps t whose x_t to return (the writeup's intermediates at 690, 540, 390, 240, 90).
+    after_step(x_t', i, t'): a hook run after each step (inpainting re-imposes the known region there).
+    Returns the clean image (x at timesteps[-1]) and {t: x_t} for t in keep.
+    """
+    if not 0 <= i_start < len(timesteps):
+        raise ValueError(f"i_start={i_start} is outside the {len(timesteps)} timesteps")
+    if len(generators) != x.shape[0]:
+        raise ValueError(f"need one generator per image: {len(generators)} generators, {x.shape[0]} images")
+    abar = denoiser.alphas_cumprod
+    x = x.float()
+    kept: dict[int, torch.Tensor] = {}
+    steps = range(i_start, len(timesteps) - 1)
+    for i in tqdm(steps, desc="iterative_denoise", disable=not progress, leave=False):
+        t, t_prev = timesteps[i], timesteps[i + 1]
+        if t in keep:
+            kept[t] = x.clone()
+        est = guide(denoiser, x, t)
+        noise = randn(tuple(x.shape[1:]), generators, x.device)
+        x, _ = ddpm_step(x, est.eps.float(), t, t_prev, abar, noise, denoiser.variance_type,
+                         None if est.v is None else est.v.float(), denoiser.x0_clip)
+        if after_step is not None:
+            x = after_step(x, i + 1, t_prev)
+    if timesteps[-1] in keep:
+        kept[timesteps[-1]] = x.clone()
+    return x, kept
+
+
+def sample(
+    denoiser: Denoiser,
+    timesteps: Sequence[int],
+    guide: Callable,
+    generators: Sequence[torch.Generator],
+    progress: bool = False,
+) -> torch.Tensor:
+    """Sampling from pure noise (1.5): x_{timesteps[0]} ~ N(0, I) per image, then iterative_denoise from i_start=0."""
+    x = randn(denoiser.image_shape, generators, denoiser.device)
+    return iterative_denoise(denoiser, x, timesteps, 0, guide, generators, progress=progress)[0]
