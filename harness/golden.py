@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import json
 import math
 import platform
@@ -24,7 +25,7 @@ from harness.atomic import atomic_write_bytes, atomic_write_text
 from harness.errors import GoldenError
 from harness.outputs import Outputs
 
-GOLDEN_ROOT = Path(__file__).resolve().parent.parent / "golden"
+GOLDEN_ROOT = Path(__file__).resolve().parent.parent / "golden"  # HARNESS_GOLDEN_ROOT overrides
 FAILURES_ROOT = Path("out") / "golden-failures"
 
 
@@ -59,7 +60,8 @@ def device_class(device: str | torch.device) -> str:
     return kind
 
 
-def golden_dir(backend: str, section: str, device: str | torch.device, root: Path = GOLDEN_ROOT) -> Path:
+def golden_dir(backend: str, section: str, device: str | torch.device, root: Path | None = None) -> Path:
+    root = root or Path(os.environ.get("HARNESS_GOLDEN_ROOT", GOLDEN_ROOT))
     return Path(root) / device_class(device) / backend / section
 
 
@@ -81,7 +83,7 @@ def _versions() -> dict[str, str]:
             "transformers": transformers.__version__, "numpy": np.__version__}
 
 
-def write(out: Outputs, backend: str, device: str | torch.device, dtype: str, root: Path = GOLDEN_ROOT) -> Path:
+def write(out: Outputs, backend: str, device: str | torch.device, dtype: str, root: Path | None = None) -> Path:
     """Store ``out`` as the golden for its section (atomically: npz first, then the json naming its hash)."""
     folder = golden_dir(backend, out.meta["section"], device, root)
     buf = io.BytesIO()
@@ -101,7 +103,7 @@ def write(out: Outputs, backend: str, device: str | torch.device, dtype: str, ro
     return folder
 
 
-def read(backend: str, section: str, device: str | torch.device, root: Path = GOLDEN_ROOT) -> tuple[dict[str, np.ndarray], dict]:
+def read(backend: str, section: str, device: str | torch.device, root: Path | None = None) -> tuple[dict[str, np.ndarray], dict]:
     """The stored (images, record); GoldenError naming the fix when missing or corrupt."""
     folder = golden_dir(backend, section, device, root)
     npz, js = folder / "images.npz", folder / "metrics.json"
@@ -121,7 +123,7 @@ def read(backend: str, section: str, device: str | torch.device, root: Path = GO
     return images, record
 
 
-def compare(out: Outputs, backend: str, device: str | torch.device, root: Path = GOLDEN_ROOT,
+def compare(out: Outputs, backend: str, device: str | torch.device, root: Path | None = None,
             failures_root: Path = FAILURES_ROOT) -> None:
     """Raise GoldenMismatch (saving obtained, golden and |diff| PNGs) when ``out`` leaves the tolerance."""
     section = out.meta["section"]

@@ -1,0 +1,36 @@
+# make reproduce: every section on the embedded CPU backends, images and metrics under out/
+# make test:      the test suite (unit tests, reproductions with golden checks, benchmarks once)
+# Both create .venv if it is missing and install the project with the pins in constraints.txt.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PIP    := $(BIN)/python -m pip
+PYTEST_ARGS ?=
+
+.PHONY: install data test reproduce golden clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+data: install
+	$(BIN)/python -m harness data mnist
+
+test: data
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+reproduce: data
+	$(BIN)/python -m harness run all --out out
+
+golden: data
+	$(BIN)/python -m harness golden update
+
+clean:
+	rm -rf out .pytest_cache .benchmarks

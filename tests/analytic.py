@@ -1,0 +1,47 @@
+"""An analytic denoiser for testing samplers: the data is a point mass at a prompt's pattern.
+
+For data x0 = mu(c), the exact noise estimate is eps = (x_t - sqrt(abar_t) mu) / sqrt(1 - abar_t), so
+estimate_x0 returns mu exactly and every correct sampler must end at mu (up to the last step's noise).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from harness.denoisers.base import NoiseEstimate
+from harness.schedules import cosine_alphas_cumprod
+
+
+class AnalyticDenoiser:
+    name = "analytic"
+    variance_type = "fixed_small"
+    x0_clip = None
+    device = torch.device("cpu")
+    dtype = torch.float32
+
+    def __init__(self, patterns: dict[str | None, torch.Tensor], size: int = 16):
+        self.alphas_cumprod = cosine_alphas_cumprod()
+        self.image_shape = (3, size, size)
+        self.prompts = list(patterns)
+        self.patterns = torch.stack([patterns[p] for p in self.prompts])
+        self.calls: list[int] = []  # batch size of each call
+
+    def condition(self, prompts):
+        return torch.tensor([self.prompts.index(p or None) for p in prompts])
+
+    def __call__(self, x_t, t, cond):
+        self.calls.append(x_t.shape[0])
+        abar = self.alphas_cumprod[t].float().reshape(-1, 1, 1, 1)
+        mu = self.patterns[cond]
+        return NoiseEstimate((x_t - abar.sqrt() * mu) / (1 - abar).sqrt())
+
+
+def patterns(size: int = 16) -> dict[str | None, torch.Tensor]:
+    """Three distinct smooth-ish patterns in [-1, 1], one per prompt, zeros for the null prompt."""
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    return {
+        None: torch.zeros(3, size, size),
+        "a": (yy * 0.8).expand(3, size, size).clone(),
+        "b": (xx * 0.5).expand(3, size, size).clone(),
+        "c": torch.stack([xx * yy, -yy, xx]) * 0.6,
+    }

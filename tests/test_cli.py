@@ -1,0 +1,68 @@
+"""The command line: list, run, golden update, and its errors (exit 2 with the valid names)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from harness.cli import main
+
+
+def test_list_shows_every_section_with_backends(capsys):
+    assert main(["list"]) == 0
+    text = capsys.readouterr().out
+    for sid in ("A0", "A1.1", "A1.4", "A1.7.2", "A1.9"):
+        assert f"{sid} " in text
+    assert "tiny-if" in text and "deepfloyd" in text
+
+
+def test_unknown_section_exits_2_with_the_valid_list(capsys):
+    assert main(["run", "A9.9"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown section 'A9.9'" in err and "A1.4" in err
+
+
+def test_unknown_backend_exits_2_with_the_valid_list(capsys):
+    assert main(["run", "A1.1", "--backend", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown backend 'nope'" in err and "tiny-if" in err
+
+
+def test_input_a_section_does_not_take_is_refused(capsys, tmp_path):
+    assert main(["run", "A1.8", "--prompt", "a dog"]) == 2
+    assert "takes no --prompt" in capsys.readouterr().err
+
+
+def test_run_writes_pngs_and_metrics(tmp_path, capsys):
+    assert main(["run", "A1.1", "--out", str(tmp_path), "--no-progress"]) == 0
+    folder = tmp_path / "A1.1" / "tiny-if"
+    assert {"clean.png", "noisy_t250.png", "metrics.json"} <= {p.name for p in folder.iterdir()}
+    record = json.loads((folder / "metrics.json").read_text())
+    assert record["meta"]["seed"] == 180 and "noisy_t750_psnr" in record["metrics"]
+
+
+def test_user_image_and_bad_user_image(tmp_path, capsys):
+    from harness.images import save_png, test_image
+
+    good = tmp_path / "mine.png"
+    save_png(good, test_image("coffee")[0])
+    assert main(["run", "A1.1", "--image", str(good), "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    meta = json.loads((tmp_path / "o" / "A1.1" / "tiny-if" / "metrics.json").read_text())["meta"]
+    assert meta["images"] == [{"source": str(good)}]
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    assert main(["run", "A1.1", "--image", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "bad.png" in err and len(err.splitlines()) == 1
+
+
+def test_module_entry_point_runs():
+    res = subprocess.run([sys.executable, "-m", "harness", "list"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "A1.9" in res.stdout
+
+
+def test_golden_update_writes_where_compare_reads(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_GOLDEN_ROOT", str(tmp_path))
+    assert main(["golden", "update", "A1.1", "--backend", "tiny-if"]) == 0
+    assert (tmp_path / "cpu" / "tiny-if" / "A1.1" / "images.npz").exists()
