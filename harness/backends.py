@@ -1,0 +1,37 @@
+"""Backends by name: each loader returns an object with a ``denoiser`` (see harness.denoisers.base)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Callable
+
+from harness.errors import UnknownName
+
+
+def _tiny_if(device: str):
+    from harness.denoisers.deepfloyd import load_deepfloyd
+    from harness.denoisers.tiny_if import tiny_if_path
+
+    root = tiny_if_path()
+    return load_deepfloyd(str(root / "stage1"), str(root / "stage2"), device, name="tiny-if")
+
+
+def _deepfloyd(device: str):
+    from harness.denoisers.deepfloyd import load_deepfloyd
+
+    return load_deepfloyd(device=device)
+
+
+BACKENDS: dict[str, Callable[[str], object]] = {"tiny-if": _tiny_if, "deepfloyd": _deepfloyd}
+
+
+def backend_names() -> list[str]:
+    return list(BACKENDS)
+
+
+@lru_cache(maxsize=None)
+def get_backend(name: str, device: str = "cpu"):
+    """The loaded backend, once per (name, device) per process."""
+    if name not in BACKENDS:
+        raise UnknownName(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}")
+    return BACKENDS[name](device)
