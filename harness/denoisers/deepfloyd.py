@@ -8,6 +8,7 @@ T5 is loaded only to embed prompts that are not in the on-disk cache, then relea
 from __future__ import annotations
 
 import gc
+import importlib.util
 import json
 import os
 from dataclasses import dataclass
@@ -37,10 +38,12 @@ def _unavailable(source: str, env: str, err: Exception) -> WeightsUnavailable:
 
 def _load(cls, source: str, env: str, dtype: torch.dtype, **kwargs):
     """cls.from_pretrained(source) with every way of not getting the weights as WeightsUnavailable."""
-    if os.sep in source and not Path(source).is_dir():
+    looks_local = Path(source).is_dir() or source.startswith((".", "/", "~")) or source.count("/") != 1
+    if looks_local and not Path(source).expanduser().is_dir():
         raise _unavailable(source, env, FileNotFoundError(f"no folder {source}"))
     try:
-        return cls.from_pretrained(source, dtype=dtype, **kwargs)
+        return cls.from_pretrained(str(Path(source).expanduser()) if looks_local else source, dtype=dtype,
+                                   low_cpu_mem_usage=importlib.util.find_spec("accelerate") is not None, **kwargs)
     except (OSError, ValueError, EnvironmentError) as e:  # hub offline, gated, missing files
         raise _unavailable(source, env, e) from None
 
