@@ -6,10 +6,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # tests never touch the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
-# Bitwise CPU determinism needs one thread count everywhere (1 vs 2 threads differ by ~1e-6 per call).
-torch.set_num_threads(int(os.environ.get("HARNESS_NUM_THREADS", "2")))
+from harness.runner import fix_threads  # noqa: E402
+
+fix_threads()
 
 
 def pytest_addoption(parser):

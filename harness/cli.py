@@ -72,8 +72,9 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def cmd_golden_update(args: argparse.Namespace) -> None:
     from harness import golden
-    from harness.runner import run_case
+    from harness.runner import fix_threads, run_case
 
+    fix_threads()
     _check_backend(args.backend)
     for section_id in _expand(args.sections, args.backend):
         out = run_case(section_id, args.backend, device=args.device)

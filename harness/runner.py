@@ -4,11 +4,22 @@ the reproductions and the benchmarks."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+
+import torch
 
 from harness.atomic import atomic_write_text
 from harness.outputs import Outputs
 from harness.seeding import DEFAULT_SEED
+
+
+def fix_threads() -> int:
+    """Use HARNESS_NUM_THREADS (default 2) CPU threads: CPU goldens and bitwise checks assume one count
+    (1 vs 2 threads differ by ~1e-6 per UNet call)."""
+    n = int(os.environ.get("HARNESS_NUM_THREADS", "2"))
+    torch.set_num_threads(n)
+    return n
 
 
 def run_case(section_id: str, backend: str | None = None, seed: int = DEFAULT_SEED, device: str = "cpu",

@@ -27,3 +27,17 @@ def generators(seed: int, stream: str, n: int, device: str | torch.device = "cpu
 def randn(shape: tuple[int, ...], gens: list[torch.Generator], device: str | torch.device = "cpu") -> torch.Tensor:
     """A (len(gens), *shape) float32 standard normal batch, row i drawn from gens[i] only."""
     return torch.stack([torch.randn(shape, generator=g, device=g.device) for g in gens]).to(device)
+
+
+def init_weights_(model: torch.nn.Module, generator: torch.Generator) -> torch.nn.Module:
+    """Redraw conv and linear parameters as PyTorch's defaults do, U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+    but from ``generator``; norms keep their constant init. Build the model inside
+    ``torch.random.fork_rng()`` so its constructor leaves the global RNG untouched."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
+                bound = 1 / torch.nn.init._calculate_fan_in_and_fan_out(m.weight)[0] ** 0.5
+                m.weight.uniform_(-bound, bound, generator=generator)
+                if m.bias is not None:
+                    m.bias.uniform_(-bound, bound, generator=generator)
+    return model

@@ -1,0 +1,1 @@
+"""Part B: UNets trained from scratch on MNIST (data, models, training, sampling, FID-lite)."""

@@ -1,0 +1,224 @@
+"""Training the Part B UNets: the writeups' recipes (`course`) and a CPU-sized one (`quick`).
+
+denoiser:  z = x + sigma eps,                      L = ||D(z) - x||^2
+time:      x_t = sqrt(abar_t) x + sqrt(1-abar_t) eps, t ~ U{0..T-1},  L = ||eps(x_t, t/T) - eps||^2
+class:     as time, with a one-hot class zeroed with probability p_uncond, L = ||eps(x_t, t/T, c) - eps||^2
+
+Every draw (initial weights, shuffling, noise, t, the p_uncond mask) comes from one explicit generator
+seeded by the run's seed; the generator's state is checkpointed, so a resumed run continues bitwise.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from harness.atomic import atomic_path, atomic_write_text
+from harness.diffusion import forward
+from harness.partb.mnist import load_mnist, to_float
+from harness.partb.plot import line_plot
+from harness.partb.unet import ClassConditionalUNet, TimeConditionalUNet, UnconditionalUNet
+from harness.schedules import linear_alphas_cumprod
+from harness.seeding import init_weights_
+
+KINDS = ("denoiser", "time", "class")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    kind: str
+    num_hiddens: int
+    batch_size: int
+    lr: float
+    epochs: int
+    save_epochs: tuple[int, ...]
+    sigma: float = 0.5  # denoiser only
+    T: int = 300
+    p_uncond: float = 0.1  # class only
+    lr_decay: bool = False  # ExponentialLR with gamma 0.1 ** (1 / epochs), stepped per epoch
+    subset: int | None = None  # first N training images (a class-balanced prefix of MNIST)
+    test_subset: int = 2000
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+PRESETS: dict[str, dict[str, Recipe]] = {
+    "course": {
+        "denoiser": Recipe("denoiser", 128, 256, 1e-4, 5, (1, 5)),
+        "time": Recipe("time", 64, 128, 1e-3, 20, (1, 5, 10, 15, 20), lr_decay=True),
+        "class": Recipe("class", 64, 128, 1e-3, 20, (1, 5, 10, 15, 20), lr_decay=True),
+    },
+    # 2-core CPU: D=32 (about 170 img/s) on a 6000-image subset keeps the writeups' epoch numbers.
+    "quick": {
+        "denoiser": Recipe("denoiser", 32, 64, 1e-3, 5, (1, 5), subset=6000),
+        "time": Recipe("time", 32, 64, 1e-3, 20, (1, 5, 10, 15, 20), lr_decay=True, subset=6000),
+        "class": Recipe("class", 32, 64, 1e-3, 20, (1, 5, 10, 15, 20), lr_decay=True, subset=6000),
+    },
+}
+
+
+def build_model(kind: str, num_hiddens: int, generator: torch.Generator | None = None) -> torch.nn.Module:
+    """The course UNet for ``kind``, its weights drawn from ``generator`` (PyTorch's default init)."""
+    cls = {"denoiser": UnconditionalUNet, "time": TimeConditionalUNet, "class": ClassConditionalUNet}[kind]
+    with torch.random.fork_rng(devices=[]):
+        model = cls(num_hiddens=num_hiddens)
+    return model if generator is None else init_weights_(model, generator)
+
+
+def loss_fn(model, kind: str, x: torch.Tensor, labels: torch.Tensor | None, recipe: Recipe, gen: torch.Generator,
+            abar: torch.Tensor) -> torch.Tensor:
+    """The kind's training loss on a batch x in [0, 1] (N, 1, 28, 28); every draw from ``gen`` (CPU)."""
+    eps = torch.randn(x.shape, generator=gen).to(x.device)
+    if kind == "denoiser":
+        return F.mse_loss(model(x + recipe.sigma * eps), x)
+    t = torch.randint(0, recipe.T, (x.shape[0],), generator=gen)
+    x_t = forward(x, t, abar, eps)
+    t_in = (t.float() / recipe.T).to(x.device)
+    if kind == "time":
+        return F.mse_loss(model(x_t, t_in), eps)
+    return F.mse_loss(model(x_t, t_in, _onehot_dropped(labels, recipe.p_uncond, gen).to(x.device)), eps)
+
+
+def _onehot_dropped(labels: torch.Tensor, p_uncond: float, gen: torch.Generator) -> torch.Tensor:
+    """One-hot classes, each row zeroed (unconditional) with probability p_uncond."""
+    keep = (torch.rand(labels.shape, generator=gen) >= p_uncond).float()
+    return F.one_hot(labels, 10).float() * keep[:, None]
+
+
+class Trainer:
+    """One training run: data, model, optimiser, schedule, logs and checkpoints in ``out_dir``."""
+
+    def __init__(self, recipe: Recipe, out_dir: Path, seed: int = 0, device: str = "cpu"):
+        self.recipe, self.out, self.device = recipe, Path(out_dir), torch.device(device)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.seed = seed
+        images, labels = load_mnist("train")
+        n = recipe.subset or len(images)
+        self.x, self.y = to_float(images[:n]).to(self.device), torch.from_numpy(labels[:n])
+        ti, tl = load_mnist("test")
+        self.x_test, self.y_test = to_float(ti[: recipe.test_subset]).to(self.device), torch.from_numpy(tl[: recipe.test_subset])
+        self.abar = linear_alphas_cumprod(recipe.T)
+        self.model = build_model(recipe.kind, recipe.num_hiddens, self.gen).to(self.device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=recipe.lr)
+        self.sched = torch.optim.lr_scheduler.ExponentialLR(self.opt, 0.1 ** (1 / recipe.epochs)) if recipe.lr_decay else None
+        self.epoch, self.train_log, self.test_log = 0, [], []
+
+    # -- the loop --------------------------------------------------------------------------------
+    def batch_loss(self, idx: torch.Tensor) -> torch.Tensor:
+        return loss_fn(self.model, self.recipe.kind, self.x[idx.to(self.device)], self.y[idx], self.recipe, self.gen, self.abar)
+
+    def train_epoch(self, progress: bool, max_steps: int | None = None) -> None:
+        self.model.train()
+        r = self.recipe
+        perm = torch.randperm(len(self.x), generator=self.gen)
+        steps = math.ceil(len(perm) / r.batch_size) if max_steps is None else max_steps
+        losses = []
+        for i in tqdm(range(steps), desc=f"{r.kind} epoch {self.epoch + 1}/{r.epochs}", disable=not progress, leave=False):
+            loss = self.batch_loss(perm[i * r.batch_size:(i + 1) * r.batch_size])
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            losses.append(loss.detach())
+        if self.sched is not None:
+            self.sched.step()
+        self.epoch += 1
+        start = len(self.train_log)
+        self.train_log += [(start + i + 1, self.epoch, v) for i, v in enumerate(torch.stack(losses).tolist())]
+        self.test_log.append((self.epoch, self.test_loss()))
+
+    @torch.no_grad()
+    def test_loss(self) -> float:
+        """Mean loss on the test subset with a fixed generator (comparable across epochs)."""
+        self.model.eval()
+        gen = torch.Generator().manual_seed(self.seed + 1)
+        total = []
+        for i in range(0, len(self.x_test), 500):
+            total.append(loss_fn(self.model, self.recipe.kind, self.x_test[i:i + 500], self.y_test[i:i + 500],
+                                 self.recipe, gen, self.abar))
+        return float(torch.stack(total).mean())
+
+    # -- files -----------------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        """safetensors weights (fp32) with the recipe and this epoch's losses in the metadata."""
+        path = self.out / f"{self.recipe.kind}_epoch{self.epoch}.safetensors"
+        meta = {"recipe": self.recipe.to_json(), "epoch": str(self.epoch), "seed": str(self.seed),
+                "train_loss_last_epoch": f"{_mean_last_epoch(self.train_log, self.epoch):.6g}",
+                "test_loss": f"{self.test_log[-1][1]:.6g}"}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        with atomic_path(path) as tmp:
+            save_file(state, str(tmp), metadata=meta)
+        return path
+
+    def save_state(self) -> None:
+        buf = io.BytesIO()
+        torch.save({"model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                    "sched": self.sched.state_dict() if self.sched else None, "gen": self.gen.get_state(),
+                    "epoch": self.epoch, "train_log": self.train_log, "test_log": self.test_log,
+                    "recipe": self.recipe.to_json()}, buf)
+        with atomic_path(self.out / f"{self.recipe.kind}_state.pt") as tmp:
+            tmp.write_bytes(buf.getvalue())
+
+    def load_state(self) -> bool:
+        path = self.out / f"{self.recipe.kind}_state.pt"
+        if not path.exists():
+            return False
+        s = torch.load(path, weights_only=False)
+        if s["recipe"] != self.recipe.to_json():
+            raise ValueError(f"{path} was trained with another recipe; use another --out or delete it")
+        self.model.load_state_dict(s["model"])
+        self.opt.load_state_dict(s["opt"])
+        if self.sched:
+            self.sched.load_state_dict(s["sched"])
+        self.gen.set_state(s["gen"])
+        self.epoch, self.train_log, self.test_log = s["epoch"], s["train_log"], s["test_log"]
+        return True
+
+    def write_logs(self) -> None:
+        k = self.recipe.kind
+        _write_csv(self.out / f"{k}_train_loss.csv", ["step", "epoch", "train_loss"], self.train_log)
+        _write_csv(self.out / f"{k}_test_loss.csv", ["epoch", "test_loss"], self.test_log)
+        steps_per_epoch = max(1, len(self.train_log) // max(1, self.epoch))
+        line_plot(self.out / f"{k}_loss.png", {
+            "train loss": ([s for s, _, _ in self.train_log], [v for _, _, v in self.train_log]),
+            "test loss (per epoch)": ([e * steps_per_epoch for e, _ in self.test_log], [v for _, v in self.test_log]),
+        }, title=f"{k} UNet, {self.recipe.num_hiddens} hidden, loss (log scale)")
+
+
+def _mean_last_epoch(log, epoch) -> float:
+    vals = [v for _, e, v in log if e == epoch]
+    return sum(vals) / max(1, len(vals))
+
+
+def _write_csv(path: Path, header: list[str], rows) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def train(kind: str, preset: str = "quick", out_dir: str | Path = "out/train", seed: int = 0, device: str = "cpu",
+          resume: bool = True, max_steps: int | None = None, progress: bool = True, **overrides) -> Trainer:
+    """Train ``kind`` with a preset (``overrides`` change recipe fields); checkpoints at save_epochs."""
+    recipe = dataclasses.replace(PRESETS[preset][kind], **overrides)
+    trainer = Trainer(recipe, Path(out_dir), seed, device)
+    if resume and trainer.load_state() and progress:
+        print(f"resuming {kind} from epoch {trainer.epoch}")
+    while trainer.epoch < recipe.epochs:
+        trainer.train_epoch(progress, max_steps)
+        if trainer.epoch in recipe.save_epochs or trainer.epoch == recipe.epochs:
+            trainer.save_checkpoint()
+        trainer.save_state()
+        trainer.write_logs()
+    return trainer
