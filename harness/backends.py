@@ -22,7 +22,13 @@ def _deepfloyd(device: str):
     return load_deepfloyd(device=device)
 
 
-BACKENDS: dict[str, Callable[[str], object]] = {"tiny-if": _tiny_if, "deepfloyd": _deepfloyd}
+def _mnist(device: str):
+    from harness.partb.checkpoints import MnistCheckpoints
+
+    return MnistCheckpoints(device)
+
+
+BACKENDS: dict[str, Callable[[str], object]] = {"tiny-if": _tiny_if, "deepfloyd": _deepfloyd, "mnist": _mnist}
 
 
 def backend_names() -> list[str]:

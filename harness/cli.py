@@ -32,6 +32,19 @@ def _parser() -> argparse.ArgumentParser:
     upd.add_argument("sections", nargs="*", metavar="SECTION", help="default: every section of the backend")
     upd.add_argument("--backend", default=None)
     upd.add_argument("--device", default="cpu")
+
+    data = sub.add_parser("data", help="fetch data sets (once; tests and reproductions never download)")
+    data.add_argument("dataset", choices=["mnist"])
+
+    train = sub.add_parser("train", help="train a Part B UNet (checkpoints, loss CSV and PNG in --out)")
+    train.add_argument("kind", choices=["denoiser", "time", "class"])
+    train.add_argument("--preset", choices=["course", "quick"], default="quick")
+    train.add_argument("--out", default="out/train")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="cpu")
+    train.add_argument("--no-resume", action="store_true")
+    train.add_argument("--export", action="store_true",
+                       help="measure the checkpoints and copy them (fp16) into harness/data/partb/")
     return p
 
 
@@ -82,6 +95,26 @@ def cmd_golden_update(args: argparse.Namespace) -> None:
         print(f"{section_id}: golden written to {folder}")
 
 
+def cmd_data(args: argparse.Namespace) -> None:
+    from harness.partb.mnist import ensure_mnist
+
+    print(f"MNIST cached at {ensure_mnist()}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from harness.partb import checkpoints
+    from harness.partb.evaluate import measure
+    from harness.partb.train import train
+
+    trainer = train(args.kind, args.preset, args.out, args.seed, args.device, resume=not args.no_resume)
+    print(f"{args.kind}: {trainer.epoch} epochs, checkpoints and loss curves in {args.out}")
+    if args.export:
+        metrics = {str(e): measure(args.kind, checkpoints.load(args.kind, e, root=Path(args.out))[0], args.seed)
+                   for e in trainer.recipe.save_epochs}
+        for path in checkpoints.export(args.out, args.kind, metrics):
+            print(f"exported {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -91,10 +124,11 @@ def main(argv: list[str] | None = None) -> int:
             cmd_run(args)
         elif args.command == "golden":
             cmd_golden_update(args)
-    except UnknownName as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except BadImage as e:
+        elif args.command == "data":
+            cmd_data(args)
+        elif args.command == "train":
+            cmd_train(args)
+    except (UnknownName, BadImage) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (WeightsUnavailable, GoldenError, HarnessError) as e:

@@ -220,9 +220,8 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 def save_png(path: str | Path, x: torch.Tensor) -> None:
     """Write (C, H, W) in [-1, 1] (C = 1 or 3) as an 8-bit PNG, atomically."""
-    arr = to_uint8(x)
     buf = io.BytesIO()
-    Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(buf, format="PNG")
+    Image.fromarray(_squeeze_grey(to_uint8(x))).save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -247,3 +246,15 @@ def make_grid(images: torch.Tensor, nrow: int = 8, pad: int = 2, pad_value: floa
 def upscale_nearest(x: torch.Tensor, factor: int) -> torch.Tensor:
     """Nearest-neighbour upscaling for viewing small images."""
     return x.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+
+
+def save_gif(path: str | Path, frames: torch.Tensor, nrow: int = 10, scale: int = 3, ms: int = 80) -> None:
+    """Frames (F, N, C, H, W) in [-1, 1] as an animated GIF, each frame a grid (nearest-upscaled), atomically."""
+    pics = [Image.fromarray(_squeeze_grey(to_uint8(upscale_nearest(make_grid(f, nrow=nrow), scale)))) for f in frames]
+    buf = io.BytesIO()
+    pics[0].save(buf, format="GIF", save_all=True, append_images=pics[1:], duration=ms, loop=0)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _squeeze_grey(arr: np.ndarray) -> np.ndarray:
+    return arr[..., 0] if arr.shape[-1] == 1 else arr

@@ -11,9 +11,11 @@ import torch
 @dataclass
 class Outputs:
     """images: name -> float tensor (C, H, W) or (N, C, H, W) in [-1, 1] (CPU, float32).
-    metrics: name -> float. meta: JSON-serialisable parameters (test image sources, prompts, ...)."""
+    animations: name -> frames (F, N, C, H, W) in [-1, 1], saved as GIFs (not golden-checked: their
+    last frame is an image). metrics: name -> float. meta: JSON-serialisable parameters."""
 
     images: dict[str, torch.Tensor] = field(default_factory=dict)
+    animations: dict[str, torch.Tensor] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -21,3 +23,6 @@ class Outputs:
         if name in self.images:
             raise ValueError(f"duplicate output image name {name!r}")
         self.images[name] = image.detach().to("cpu", torch.float32).contiguous()
+
+    def add_animation(self, name: str, frames: torch.Tensor) -> None:
+        self.animations[name] = frames.detach().to("cpu", torch.float32).contiguous()

@@ -55,12 +55,14 @@ def _sections_taking(name: str):
 
 
 def save_outputs(out: Outputs, folder: str | Path) -> Path:
-    """Write every image as PNG (batches as one grid) and metrics.json (metrics + metadata)."""
-    from harness.images import make_grid, save_png
+    """Write every image as PNG (batches as one grid), animations as GIF, and metrics.json."""
+    from harness.images import make_grid, save_gif, save_png
 
     folder = Path(folder)
     for name, x in out.images.items():
-        save_png(folder / f"{name}.png", make_grid(x, nrow=min(x.shape[0], 8)) if x.dim() == 4 else x)
+        save_png(folder / f"{name}.png", make_grid(x, nrow=min(x.shape[0], 10)) if x.dim() == 4 else x)
+    for name, frames in out.animations.items():
+        save_gif(folder / f"{name}.gif", frames)
     atomic_write_text(folder / "metrics.json",
                       json.dumps({"metrics": out.metrics, "meta": out.meta}, indent=1, allow_nan=True) + "\n")
     return folder

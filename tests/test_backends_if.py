@@ -97,7 +97,7 @@ def test_missing_local_folder(tmp_path):
 
 
 def test_unknown_backend():
-    with pytest.raises(UnknownName, match="valid backends: tiny-if, deepfloyd"):
+    with pytest.raises(UnknownName, match="valid backends: tiny-if, deepfloyd, mnist"):
         get_backend("nope")
 
 

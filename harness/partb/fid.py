@@ -9,6 +9,7 @@ classified as the digit they were conditioned on.
 
 from __future__ import annotations
 
+import copy
 import json
 from importlib.resources import files
 from pathlib import Path
@@ -21,14 +22,14 @@ WEIGHTS = "mnist_classifier.safetensors"
 
 
 class MnistClassifier(nn.Module):
-    """conv(1->16) pool conv(16->32) pool -> 1568 -> 64 (features) -> 10 logits; inputs in [0, 1]."""
+    """conv(1->32) BN pool conv(32->64) BN pool -> 3136 -> 64 (features) -> 10 logits; inputs in [0, 1]."""
 
     def __init__(self):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(32 * 7 * 7, NUM_FEATURES), nn.ReLU(),
+            nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(64 * 7 * 7, NUM_FEATURES), nn.ReLU(),
         )
         self.head = nn.Linear(NUM_FEATURES, 10)
 
@@ -40,14 +41,17 @@ class MnistClassifier(nn.Module):
 
 
 class _Features(nn.Module):
-    """The ``feature`` module torchmetrics calls: images (N, 1, 28, 28) in [0, 1] -> (N, 64) features."""
+    """The ``feature`` module torchmetrics calls: images (N, 1, 28, 28) in [0, 1] -> (N, 64) float64
+    features (a float64 copy of the classifier, so the whole statistic is computed in float64)."""
+
+    num_features = NUM_FEATURES
 
     def __init__(self, classifier: MnistClassifier):
         super().__init__()
-        self.classifier = classifier.eval()
+        self.classifier = copy.deepcopy(classifier).double().eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier.features(x.float())
+        return self.classifier.features(x.double())
 
 
 def load_classifier(path: str | Path | None = None) -> tuple[MnistClassifier, dict]:
@@ -70,7 +74,7 @@ def fid_lite(real: torch.Tensor, fake: torch.Tensor, classifier: MnistClassifier
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     classifier = classifier or load_classifier()[0]
-    metric = FrechetInceptionDistance(feature=_Features(classifier), normalize=True, num_features=NUM_FEATURES)
+    metric = FrechetInceptionDistance(feature=_Features(classifier), normalize=True)
     metric.set_dtype(torch.float64)
     with torch.no_grad():
         metric.update(real.clamp(0, 1), real=True)

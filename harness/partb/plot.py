@@ -14,8 +14,16 @@ COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40)]
 
 
 def line_plot(path: str | Path, series: dict[str, tuple[list[float], list[float]]], title: str,
-              xlabel: str = "step", size: tuple[int, int] = (640, 400)) -> None:
-    """series: name -> (x values, y values > 0), drawn on a log10 y axis; written atomically."""
+              xlabel: str = "step") -> None:
+    """render_plot written to ``path`` as PNG, atomically."""
+    buf = io.BytesIO()
+    render_plot(series, title, xlabel).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def render_plot(series: dict[str, tuple[list[float], list[float]]], title: str, xlabel: str = "step",
+                size: tuple[int, int] = (640, 400)) -> Image.Image:
+    """series: name -> (x values, y values > 0), drawn on a log10 y axis."""
     w, h = size
     left, right, top, bottom = 70, 20, 40, 50
     img = Image.new("RGB", size, "white")
@@ -46,6 +54,4 @@ def line_plot(path: str | Path, series: dict[str, tuple[list[float], list[float]
         for p in points if len(points) < 40 else []:
             d.ellipse([p[0] - 3, p[1] - 3, p[0] + 3, p[1] + 3], fill=color)
         d.text((w - right - 150, top + 8 + 14 * i), name, fill=color)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
+    return img

@@ -105,6 +105,8 @@ def run_section(section: Section, ctx: RunContext) -> Outputs:
     ctx.params = {**section.params, **ctx.params}
     with torch.inference_mode():
         out = section.run(ctx)
+    out.images = {k: v.clone() for k, v in out.images.items()}  # plain tensors, editable by callers
+    out.animations = {k: v.clone() for k, v in out.animations.items()}
     out.meta = {"section": section.id, "backend": ctx.backend_name, "seed": ctx.seed,
                 "params": _jsonable(ctx.params), **out.meta}
     return out

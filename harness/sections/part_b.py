@@ -1,0 +1,162 @@
+"""Part B: UNets trained from scratch on MNIST, run from the shipped checkpoints (the `mnist` backend).
+
+Images are in [0, 1] as the course uses them; outputs are mapped to [-1, 1] like every other image.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from harness.filters import gaussian_blur
+from harness.metrics import psnr
+from harness.outputs import Outputs
+from harness.partb import checkpoints
+from harness.partb.evaluate import accuracy, sample_fid, test_digits
+from harness.partb.plot import render_plot
+from harness.partb.sampling import ddpm_sample
+from harness.partb.train import loss_series
+from harness.schedules import linear_alphas_cumprod
+from harness.sections.registry import Relation, RunContext, Section, register
+from harness.seeding import randn
+
+BACKENDS = ("mnist",)
+EPOCHS = [1, 5, 10, 15, 20]
+
+
+def _pm(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1] -> [-1, 1]."""
+    return x * 2 - 1
+
+
+def _loss_curve(out: Outputs, kind: str) -> None:
+    train, test = checkpoints.loss_log(kind)
+    img = render_plot(loss_series(train, test), f"{kind} UNet loss (log scale)")
+    out.add_image("loss_curve", torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 127.5 - 1)
+    out.metrics["train_loss_last_epoch"] = float(np.mean([v for _, e, v in train if e == train[-1][1]]))
+    for epoch, loss in test:
+        out.metrics[f"test_loss_epoch{epoch}"] = loss
+
+
+def run_denoiser(ctx: RunContext) -> Outputs:
+    """B1.2: z = x + sigma eps on test digits; D(z) after each epoch, beside a Gaussian blur of z."""
+    p, out = ctx.params, Outputs()
+    clean, _ = test_digits(p["num_digits"])
+    z = clean + p["sigma"] * randn((1, 28, 28), ctx.gens("noise", len(clean)))
+    k, s = p["blur"]
+    blurred = gaussian_blur(z, k, s).clamp(0, 1)
+    out.add_image("clean", _pm(clean))
+    out.add_image("noisy", _pm(z.clamp(0, 1)))
+    out.add_image("blurred", _pm(blurred))
+    out.metrics["blur_psnr"] = psnr(_pm(blurred), _pm(clean))
+    for epoch in p["epochs"]:
+        model, _ = checkpoints.load("denoiser", epoch)
+        x = model(z).clamp(0, 1)
+        out.add_image(f"denoised_epoch{epoch}", _pm(x))
+        out.metrics[f"denoised_epoch{epoch}_psnr"] = psnr(_pm(x), _pm(clean))
+    _loss_curve(out, "denoiser")
+    return out
+
+
+def run_ood(ctx: RunContext) -> Outputs:
+    """B1.2.2: the sigma-0.5 denoiser on other noise levels (out of distribution)."""
+    p, out = ctx.params, Outputs()
+    clean, _ = test_digits(p["num_digits"])
+    eps = randn((1, 28, 28), ctx.gens("noise", len(clean)))  # one eps, scaled per sigma
+    model, _ = checkpoints.load("denoiser", p["epoch"])
+    for sigma in p["sigmas"]:
+        z = clean + sigma * eps
+        x = model(z).clamp(0, 1)
+        out.add_image(f"noisy_sigma{sigma:g}", _pm(z.clamp(0, 1)))
+        out.add_image(f"denoised_sigma{sigma:g}", _pm(x))
+        out.metrics[f"denoised_sigma{sigma:g}_psnr"] = psnr(_pm(x), _pm(clean))
+    return out
+
+
+def run_time_loss(ctx: RunContext) -> Outputs:
+    """B2.2: training loss of the time-conditioned UNet (per step) and test loss (per epoch)."""
+    out = Outputs()
+    _loss_curve(out, "time")
+    return out
+
+
+def run_class_loss(ctx: RunContext) -> Outputs:
+    """B2.4: training and test loss of the class-conditioned UNet."""
+    out = Outputs()
+    _loss_curve(out, "class")
+    return out
+
+
+def run_time_samples(ctx: RunContext) -> Outputs:
+    """B2.3: DDPM samples of the time-conditioned UNet after each epoch; FID-lite first vs last."""
+    p, out = ctx.params, Outputs()
+    abar = linear_alphas_cumprod(300)
+    for epoch in p["epochs"]:
+        model = checkpoints.load("time", epoch)[0]
+        x, frames = ddpm_sample(model, abar, ctx.gens(f"samples/epoch{epoch}", p["num_samples"]),
+                                stride=p["stride"], keep_every=p["gif_every"] if epoch == p["epochs"][-1] else 0)
+        out.add_image(f"samples_epoch{epoch}", _pm(x))
+        if frames:
+            out.add_animation("sampling", _pm(torch.stack(frames)))
+    for epoch in (p["epochs"][0], p["epochs"][-1]):
+        model = checkpoints.load("time", epoch)[0]
+        fid, _ = sample_fid(model, ctx.gens(f"fid/epoch{epoch}", p["fid_samples"]), stride=p["fid_stride"])
+        out.metrics[f"fid_lite_epoch{epoch}"] = fid
+    return out
+
+
+def run_class_samples(ctx: RunContext) -> Outputs:
+    """B2.5: class-conditioned samples (CFG) of each digit after each epoch, and the guidance sweep
+    with the classifier's accuracy on the intended digit and FID-lite per cfg_scale."""
+    p, out = ctx.params, Outputs()
+    abar = linear_alphas_cumprod(300)
+    labels = torch.arange(10).repeat(p["samples_per_digit"])
+    for epoch in p["epochs"]:
+        model = checkpoints.load("class", epoch)[0]
+        x, frames = ddpm_sample(model, abar, ctx.gens(f"samples/epoch{epoch}", len(labels)), labels, p["cfg_scale"],
+                                stride=p["stride"], keep_every=p["gif_every"] if epoch == p["epochs"][-1] else 0)
+        out.add_image(f"samples_epoch{epoch}", _pm(x))
+        if frames:
+            out.add_animation("sampling", _pm(torch.stack(frames)))
+    model = checkpoints.load("class", p["epochs"][-1])[0]
+    sweep = torch.arange(10).repeat(p["sweep_samples_per_digit"])
+    for scale in p["sweep_cfg_scales"]:
+        fid, x = sample_fid(model, ctx.gens(f"sweep/cfg{scale:g}", len(sweep)), sweep, scale, p["sweep_stride"])
+        out.add_image(f"sweep_cfg{scale:g}", _pm(x))
+        out.metrics[f"accuracy_cfg{scale:g}"] = accuracy(x, sweep)
+        out.metrics[f"fid_lite_cfg{scale:g}"] = fid
+    return out
+
+
+SECTIONS_B = [
+    Section("B1.2", "Single-step denoising UNet (sigma 0.5), after epochs 1 and 5", "B", BACKENDS,
+            {"epochs": [1, 5], "sigma": 0.5, "num_digits": 64, "blur": [5, 1.0]}, run_denoiser,
+            relations=(Relation("denoiser PSNR at sigma 0.5 above Gaussian-blur PSNR",
+                                lambda m: m["denoised_epoch5_psnr"] > m["blur_psnr"] + 3),)),
+    Section("B1.2.2", "Out-of-distribution noise levels", "B", BACKENDS,
+            {"epoch": 5, "sigmas": [0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0], "num_digits": 64}, run_ood,
+            relations=(Relation("PSNR falls as sigma moves past 0.5", lambda m: m["denoised_sigma0.5_psnr"]
+                                > m["denoised_sigma0.6_psnr"] > m["denoised_sigma0.8_psnr"] > m["denoised_sigma1_psnr"]),)),
+    Section("B2.2", "Training the time-conditioned UNet (loss curve)", "B", BACKENDS, {}, run_time_loss,
+            relations=(Relation("test loss falls from the first to the last epoch",
+                                lambda m: m["test_loss_epoch20"] < m["test_loss_epoch1"]),)),
+    Section("B2.3", "Sampling from the time-conditioned UNet", "B", BACKENDS,
+            {"epochs": EPOCHS, "num_samples": 16, "stride": 1, "gif_every": 10, "fid_samples": 200, "fid_stride": 5},
+            run_time_samples,
+            relations=(Relation("FID-lite falls from the first to the last checkpoint",
+                                lambda m: m["fid_lite_epoch20"] < m["fid_lite_epoch1"]),)),
+    Section("B2.4", "Training the class-conditioned UNet (loss curve)", "B", BACKENDS, {}, run_class_loss,
+            relations=(Relation("test loss falls from the first to the last epoch",
+                                lambda m: m["test_loss_epoch20"] < m["test_loss_epoch1"]),)),
+    Section("B2.5", "Sampling from the class-conditioned UNet, guidance sweep", "B", BACKENDS,
+            {"epochs": EPOCHS, "samples_per_digit": 4, "cfg_scale": 5.0, "stride": 5, "gif_every": 3,
+             "sweep_cfg_scales": [0.0, 5.0, 10.0], "sweep_samples_per_digit": 5, "sweep_stride": 5},
+            run_class_samples,
+            relations=(Relation("samples at cfg_scale 5 are the intended digit at least 95% of the time",
+                                lambda m: m["accuracy_cfg5"] >= 0.95),
+                       Relation("guidance raises accuracy: cfg_scale 5 above 0",
+                                lambda m: m["accuracy_cfg5"] > m["accuracy_cfg0"]))),
+]
+
+for _section in SECTIONS_B:
+    register(_section)

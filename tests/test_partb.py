@@ -1,0 +1,167 @@
+"""Part B: data safety, the course UNets, training, DDPM sampling and FID-lite."""
+
+import dataclasses
+import gzip
+import io
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from harness.partb import mnist
+from harness.partb.fid import fid_lite, load_classifier
+from harness.partb.sampling import ddpm_sample, partb_timesteps
+from harness.partb.train import PRESETS, Trainer, build_model, train
+from harness.partb.unet import ClassConditionalUNet, TimeConditionalUNet, UnconditionalUNet
+from harness.schedules import linear_alphas_cumprod
+from harness.seeding import generators
+
+
+def conv(ci, co, k=3):  # conv + BatchNorm parameters
+    return k * k * ci * co + co + 2 * co
+
+
+def block(ci, co):  # ConvBlock
+    return conv(ci, co) + conv(co, co)
+
+
+def fc(ci, co):
+    return ci * co + co + co * co + co
+
+
+def unconditional(D):
+    return (block(1, D) + conv(D, D) + block(D, D) + conv(D, 2 * D) + block(2 * D, 2 * D)
+            + conv(2 * D, 2 * D, 7) + conv(4 * D, D, 4) + block(D, D) + conv(2 * D, D, 4) + block(D, D)
+            + block(2 * D, D) + 9 * D + 1)
+
+
+@pytest.mark.parametrize("D", [16, 64])
+def test_unet_shapes_and_parameter_counts(D):
+    x = torch.rand(3, 1, 28, 28)
+    t, c = torch.rand(3), torch.eye(10)[:3]
+    models = {UnconditionalUNet(num_hiddens=D): ((x,), unconditional(D)),
+              TimeConditionalUNet(num_hiddens=D): ((x, t), unconditional(D) + fc(1, 2 * D) + fc(1, D)),
+              ClassConditionalUNet(num_hiddens=D): ((x, t, c), unconditional(D) + fc(1, 2 * D) + fc(1, D)
+                                                    + fc(10, 2 * D) + fc(10, D))}
+    for model, (args, count) in models.items():
+        assert model(*args).shape == (3, 1, 28, 28)
+        assert sum(p.numel() for p in model.parameters()) == count, type(model).__name__
+
+
+def test_class_conditioning_matters_and_null_class_is_zeros():
+    model = build_model("class", 16, torch.Generator().manual_seed(0)).eval()
+    x, t = torch.rand(2, 1, 28, 28), torch.full((2,), 0.5)
+    a = model(x, t, torch.eye(10)[[3, 3]])
+    b = model(x, t, torch.eye(10)[[7, 7]])
+    assert not torch.allclose(a, b)
+
+
+def test_restricted_unpickler_refuses_anything_but_arrays(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "pwned"), "w"))
+
+    with pytest.raises(pickle.UnpicklingError, match="refusing global"):
+        mnist.unpickle_arrays(gzip.compress(pickle.dumps(Evil(), protocol=2)))
+    assert not (tmp_path / "pwned").exists()
+    arrays = (np.zeros((2, 784), np.float32), np.arange(2))
+    out = mnist.unpickle_arrays(pickle.dumps(arrays, protocol=4))  # protocol 2 in py3 would need _codecs
+    assert np.array_equal(out[1], np.arange(2))
+
+
+def test_idx_reader_round_trip_and_truncation(tmp_path):
+    images = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
+    raw = struct.pack(">HBB3I", 0, 8, 3, 2, 28, 28) + images.tobytes()
+    (tmp_path / "a.gz").write_bytes(gzip.compress(raw))
+    assert np.array_equal(mnist.read_idx(tmp_path / "a.gz"), images)
+    (tmp_path / "b").write_bytes(raw[:-10])
+    with pytest.raises(mnist.MnistUnavailable, match="truncated"):
+        mnist.read_idx(tmp_path / "b")
+
+
+def test_idx_root_is_used_when_given(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    imgs = np.full((3, 28, 28), 7, np.uint8)
+    (raw / "t10k-images-idx3-ubyte").write_bytes(struct.pack(">HBB3I", 0, 8, 3, 3, 28, 28) + imgs.tobytes())
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(struct.pack(">HBBI", 0, 8, 1, 3) + bytes([1, 2, 3]))
+    x, y = mnist.load_mnist("test", root=tmp_path)
+    assert x.shape == (3, 28, 28) and y.tolist() == [1, 2, 3]
+    assert mnist.to_float(x).max() == pytest.approx(7 / 255)
+
+
+def test_corrupt_cache_is_detected_not_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    path = mnist.cache_path()
+    buf = io.BytesIO()
+    np.savez(buf, test_images=np.zeros((1, 28, 28), np.uint8), test_labels=np.zeros(1, np.int64))
+    path.write_bytes(buf.getvalue()[:-20])  # truncated, and no matching checksum
+    with pytest.raises(mnist.MnistUnavailable, match="corrupt"):
+        mnist.load_mnist("test")
+
+
+def test_real_mnist_cache():
+    x, y = mnist.load_mnist("train")
+    assert x.shape == (60000, 28, 28) and x.dtype == np.uint8 and np.bincount(y).sum() == 60000
+    assert mnist.load_mnist("test")[0].shape == (10000, 28, 28)
+
+
+@pytest.mark.parametrize("kind", ["denoiser", "time", "class"])
+def test_training_smoke_loss_falls_and_is_reproducible(kind, tmp_path):
+    kw = dict(out_dir=tmp_path / "a", progress=False, max_steps=60, epochs=2, save_epochs=(2,), subset=512,
+              num_hiddens=8, batch_size=32, test_subset=256, resume=False)
+    trainer = train(kind, "quick", **kw)
+    first, last = trainer.test_log[0][1], trainer.test_log[-1][1]
+    early = np.mean([v for _, _, v in trainer.train_log[:10]])
+    late = np.mean([v for _, _, v in trainer.train_log[-10:]])
+    assert late < early and last < first
+    again = train(kind, "quick", **{**kw, "out_dir": tmp_path / "b"})
+    assert trainer.train_log == again.train_log
+    assert (tmp_path / "a" / f"{kind}_epoch2.safetensors").exists() and (tmp_path / "a" / f"{kind}_loss.png").exists()
+
+
+def test_resume_continues_bitwise(tmp_path):
+    recipe = dataclasses.replace(PRESETS["quick"]["time"], epochs=2, subset=256, num_hiddens=8, batch_size=32,
+                                 test_subset=128)
+    straight = Trainer(recipe, tmp_path / "a")
+    for _ in range(2):
+        straight.train_epoch(progress=False, max_steps=5)
+    first = Trainer(recipe, tmp_path / "b")
+    first.train_epoch(progress=False, max_steps=5)
+    first.save_state()
+    resumed = Trainer(recipe, tmp_path / "b")  # a new process would start here
+    assert resumed.load_state() and resumed.epoch == 1
+    resumed.train_epoch(progress=False, max_steps=5)
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert straight.train_log == resumed.train_log
+
+
+def test_presets_match_the_writeups():
+    course = PRESETS["course"]
+    assert (course["denoiser"].num_hiddens, course["denoiser"].batch_size, course["denoiser"].lr) == (128, 256, 1e-4)
+    assert (course["time"].num_hiddens, course["time"].batch_size, course["time"].epochs) == (64, 128, 20)
+    assert course["class"].p_uncond == 0.1 and course["time"].T == 300
+
+
+def test_sampling_is_deterministic_and_batch_independent():
+    model = build_model("class", 8, torch.Generator().manual_seed(0)).eval()
+    abar = linear_alphas_cumprod(300)
+    labels = torch.tensor([1, 2, 3])
+    a, _ = ddpm_sample(model, abar, generators(0, "s", 3), labels, stride=30)
+    b, _ = ddpm_sample(model, abar, generators(0, "s", 3), labels, stride=30)
+    one, frames = ddpm_sample(model, abar, generators(0, "s", 3)[1:2], labels[1:2], stride=30, keep_every=2)
+    assert torch.equal(a, b) and torch.allclose(a[1], one[0], atol=1e-5)
+    assert partb_timesteps(300, 30)[:2] == [299, 269] and partb_timesteps(300, 30)[-1] == 0
+    assert len(frames) == 6 and a.min() >= 0 and a.max() <= 1
+
+
+def test_fid_lite_of_a_set_against_itself_is_zero_and_the_classifier_is_accurate():
+    clf, meta = load_classifier()
+    assert meta["test_accuracy"] >= 0.99
+    x = mnist.to_float(mnist.load_mnist("test")[0][:300])
+    assert abs(fid_lite(x, x, clf)) < 1e-6
+    noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(0))
+    assert fid_lite(x, noise, clf) > 10 * meta["fid_lite_floor"]
