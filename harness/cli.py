@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from harness.seeding import DEFAULT_SEED
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
+    p.add_argument("--mnist-root", help="folder with the MNIST IDX files (MNIST/raw layout); default: MNIST_ROOT, "
+                                        "else the cache filled by `python -m harness data mnist`")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="every section: id, title, backends")
 
@@ -117,6 +120,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.mnist_root:
+        os.environ["MNIST_ROOT"] = args.mnist_root
     try:
         if args.command == "list":
             cmd_list()

@@ -1,16 +1,12 @@
-"""Parametrize reproduction cases over the registry: one case per (section, backend)."""
-
-import pytest
+"""Parametrize the reproduction cases over the registry: one case per (section, backend)."""
 
 from harness.sections import SECTIONS
 
-DEFAULT_BACKENDS = ("tiny-if", "mnist")
+DEFAULT_BACKENDS = ("tiny-if", "mnist")  # the embedded CPU backends; --backend deepfloyd on a GPU runner
 
 
 def pytest_generate_tests(metafunc):
-    if "case" not in metafunc.fixturenames:
-        return
-    wanted = metafunc.config.getoption("--backend") or DEFAULT_BACKENDS
-    part = getattr(metafunc.module, "PART", None)
-    cases = [(s.id, b) for s in SECTIONS.values() if s.part == part for b in s.backends if b in wanted]
-    metafunc.parametrize("case", cases, ids=[f"{sid}-{b}" for sid, b in cases])
+    if "case" in metafunc.fixturenames:
+        wanted = metafunc.config.getoption("--backend") or DEFAULT_BACKENDS
+        cases = [(s.id, b) for s in SECTIONS.values() for b in s.backends if b in wanted]
+        metafunc.parametrize("case", cases, ids=[f"{sid}-{b}" for sid, b in cases])

@@ -66,3 +66,22 @@ def test_golden_update_writes_where_compare_reads(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_GOLDEN_ROOT", str(tmp_path))
     assert main(["golden", "update", "A1.1", "--backend", "tiny-if"]) == 0
     assert (tmp_path / "cpu" / "tiny-if" / "A1.1" / "images.npz").exists()
+
+
+def test_inpainting_with_a_user_image_and_mask(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from harness.images import save_png, test_image
+
+    save_png(tmp_path / "me.png", test_image("coffee")[0])
+    m = np.zeros((64, 64), np.uint8)
+    m[10:30, 20:40] = 255
+    Image.fromarray(m).save(tmp_path / "mask.png")
+    assert main(["run", "A1.7.2", "--image", str(tmp_path / "me.png"), "--mask", str(tmp_path / "mask.png"),
+                 "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    record = json.loads((tmp_path / "o" / "A1.7.2" / "tiny-if" / "metrics.json").read_text())
+    assert record["meta"]["masks"] == ["user"] and record["metrics"]["known_region_max_abs_err"] < 1e-6
+    Image.fromarray(m[:32]).save(tmp_path / "small.png")
+    assert main(["run", "A1.7.2", "--image", str(tmp_path / "me.png"), "--mask", str(tmp_path / "small.png")]) == 2
+    assert "64x32 but the image is 64x64" in capsys.readouterr().err

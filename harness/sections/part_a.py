@@ -33,10 +33,10 @@ def _clean_images(ctx: RunContext, names: Sequence[str], out: Outputs) -> torch.
     """The section's clean images (N, 3, 64, 64): the user's --image if given, else scikit-image photos."""
     if ctx.image is not None:
         out.meta["images"] = [{"source": ctx.image_source}]
-        return ctx.image[None]
+        return ctx.image[None].to(ctx.device)
     pics, metas = zip(*(im.test_image(name) for name in names))
     out.meta["images"] = list(metas)
-    return torch.stack(pics)
+    return torch.stack(pics).to(ctx.device)
 
 
 def _prompt(ctx: RunContext, default: str) -> str:
@@ -49,7 +49,7 @@ def _cfg(den, prompt: str, n: int, cfg_scale: float) -> CFG:
 
 def _noisy(ctx: RunContext, clean: torch.Tensor, t: int, abar: torch.Tensor) -> torch.Tensor:
     """forward(clean, t) with the case's noise stream for t (shared by 1.1-1.4, so they see one x_t)."""
-    eps = randn(tuple(clean.shape[1:]), ctx.gens(f"noise/t{t}", clean.shape[0]))
+    eps = randn(tuple(clean.shape[1:]), ctx.gens(f"noise/t{t}", clean.shape[0]), clean.device)
     return forward(clean, t, abar, eps)
 
 
@@ -204,7 +204,7 @@ def run_sdedit_drawn(ctx: RunContext) -> Outputs:
     pics.update({f"drawn_{name}": im.hand_drawn(name) for name in p["drawings"]})
     pics.update({f"stroke_{name}": im.stroke_edit(p["stroke_base"], name) for name in p["strokes"]})
     out.meta["images"] = {k: meta for k, (_, meta) in pics.items()}
-    clean = torch.stack([x for x, _ in pics.values()])
+    clean = torch.stack([x for x, _ in pics.values()]).to(ctx.device)
     out.add_image("originals", clean)
     _sdedit_grid(ctx, out, "edit", clean, PHOTO, p["strides"])
     return out
@@ -214,12 +214,13 @@ def run_inpaint(ctx: RunContext) -> Outputs:
     """1.7.2: inpainting; after each step x_t' = m x_t' + (1 - m) forward(x_orig, t')."""
     den, p, out = ctx.backend().denoiser, ctx.params, Outputs()
     if ctx.image is not None:
-        clean, masks = ctx.image[None], ctx.mask[None] if ctx.mask is not None else im.mask(p["masks"][0])[None]
-        out.meta["images"] = [{"source": ctx.image_source}]
+        clean = _clean_images(ctx, [], out)
+        masks = (ctx.mask if ctx.mask is not None else im.mask(p["masks"][0]))[None]
     else:
         clean = _clean_images(ctx, p["images"], out)
         masks = torch.stack([im.mask(name) for name in p["masks"]])
-    out.meta["masks"] = list(p["masks"]) if ctx.mask is None else ["user"]
+    masks = masks.to(ctx.device)
+    out.meta["masks"] = ["user"] if ctx.mask is not None else list(p["masks"][: len(masks)])
     n = clean.shape[0]
     guide = _cfg(den, _prompt(ctx, PHOTO), n, p["cfg_scale"])
     x = inpaint(den, clean, masks, strided_timesteps(990, p["stride"]), guide, ctx.gens("inpaint", n),

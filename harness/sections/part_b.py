@@ -29,6 +29,10 @@ def _pm(x: torch.Tensor) -> torch.Tensor:
     return x * 2 - 1
 
 
+def _model(ctx: RunContext, kind: str, epoch: int) -> torch.nn.Module:
+    return ctx.backend().model(kind, epoch)
+
+
 def _loss_curve(out: Outputs, kind: str) -> None:
     train, test = checkpoints.loss_log(kind)
     img = render_plot(loss_series(train, test), f"{kind} UNet loss (log scale)")
@@ -50,8 +54,7 @@ def run_denoiser(ctx: RunContext) -> Outputs:
     out.add_image("blurred", _pm(blurred))
     out.metrics["blur_psnr"] = psnr(_pm(blurred), _pm(clean))
     for epoch in p["epochs"]:
-        model, _ = checkpoints.load("denoiser", epoch)
-        x = model(z).clamp(0, 1)
+        x = _model(ctx, "denoiser", epoch)(z.to(ctx.device)).clamp(0, 1).cpu()
         out.add_image(f"denoised_epoch{epoch}", _pm(x))
         out.metrics[f"denoised_epoch{epoch}_psnr"] = psnr(_pm(x), _pm(clean))
     _loss_curve(out, "denoiser")
@@ -63,10 +66,10 @@ def run_ood(ctx: RunContext) -> Outputs:
     p, out = ctx.params, Outputs()
     clean, _ = test_digits(p["num_digits"])
     eps = randn((1, 28, 28), ctx.gens("noise", len(clean)))  # one eps, scaled per sigma
-    model, _ = checkpoints.load("denoiser", p["epoch"])
+    model = _model(ctx, "denoiser", p["epoch"])
     for sigma in p["sigmas"]:
         z = clean + sigma * eps
-        x = model(z).clamp(0, 1)
+        x = model(z.to(ctx.device)).clamp(0, 1).cpu()
         out.add_image(f"noisy_sigma{sigma:g}", _pm(z.clamp(0, 1)))
         out.add_image(f"denoised_sigma{sigma:g}", _pm(x))
         out.metrics[f"denoised_sigma{sigma:g}_psnr"] = psnr(_pm(x), _pm(clean))
@@ -92,15 +95,13 @@ def run_time_samples(ctx: RunContext) -> Outputs:
     p, out = ctx.params, Outputs()
     abar = linear_alphas_cumprod(300)
     for epoch in p["epochs"]:
-        model = checkpoints.load("time", epoch)[0]
-        x, frames = ddpm_sample(model, abar, ctx.gens(f"samples/epoch{epoch}", p["num_samples"]),
+        x, frames = ddpm_sample(_model(ctx, "time", epoch), abar, ctx.gens(f"samples/epoch{epoch}", p["num_samples"]),
                                 stride=p["stride"], keep_every=p["gif_every"] if epoch == p["epochs"][-1] else 0)
         out.add_image(f"samples_epoch{epoch}", _pm(x))
         if frames:
             out.add_animation("sampling", _pm(torch.stack(frames)))
     for epoch in (p["epochs"][0], p["epochs"][-1]):
-        model = checkpoints.load("time", epoch)[0]
-        fid, _ = sample_fid(model, ctx.gens(f"fid/epoch{epoch}", p["fid_samples"]), stride=p["fid_stride"])
+        fid, _ = sample_fid(_model(ctx, "time", epoch), ctx.gens(f"fid/epoch{epoch}", p["fid_samples"]), stride=p["fid_stride"])
         out.metrics[f"fid_lite_epoch{epoch}"] = fid
     return out
 
@@ -112,13 +113,12 @@ def run_class_samples(ctx: RunContext) -> Outputs:
     abar = linear_alphas_cumprod(300)
     labels = torch.arange(10).repeat(p["samples_per_digit"])
     for epoch in p["epochs"]:
-        model = checkpoints.load("class", epoch)[0]
-        x, frames = ddpm_sample(model, abar, ctx.gens(f"samples/epoch{epoch}", len(labels)), labels, p["cfg_scale"],
+        x, frames = ddpm_sample(_model(ctx, "class", epoch), abar, ctx.gens(f"samples/epoch{epoch}", len(labels)), labels, p["cfg_scale"],
                                 stride=p["stride"], keep_every=p["gif_every"] if epoch == p["epochs"][-1] else 0)
         out.add_image(f"samples_epoch{epoch}", _pm(x))
         if frames:
             out.add_animation("sampling", _pm(torch.stack(frames)))
-    model = checkpoints.load("class", p["epochs"][-1])[0]
+    model = _model(ctx, "class", p["epochs"][-1])
     sweep = torch.arange(10).repeat(p["sweep_samples_per_digit"])
     for scale in p["sweep_cfg_scales"]:
         fid, x = sample_fid(model, ctx.gens(f"sweep/cfg{scale:g}", len(sweep)), sweep, scale, p["sweep_stride"])
@@ -141,7 +141,7 @@ SECTIONS_B = [
             relations=(Relation("test loss falls from the first to the last epoch",
                                 lambda m: m["test_loss_epoch20"] < m["test_loss_epoch1"]),)),
     Section("B2.3", "Sampling from the time-conditioned UNet", "B", BACKENDS,
-            {"epochs": EPOCHS, "num_samples": 16, "stride": 1, "gif_every": 10, "fid_samples": 200, "fid_stride": 5},
+            {"epochs": EPOCHS, "num_samples": 10, "stride": 1, "gif_every": 10, "fid_samples": 200, "fid_stride": 10},
             run_time_samples,
             relations=(Relation("FID-lite falls from the first to the last checkpoint",
                                 lambda m: m["fid_lite_epoch20"] < m["fid_lite_epoch1"]),)),
@@ -149,8 +149,8 @@ SECTIONS_B = [
             relations=(Relation("test loss falls from the first to the last epoch",
                                 lambda m: m["test_loss_epoch20"] < m["test_loss_epoch1"]),)),
     Section("B2.5", "Sampling from the class-conditioned UNet, guidance sweep", "B", BACKENDS,
-            {"epochs": EPOCHS, "samples_per_digit": 4, "cfg_scale": 5.0, "stride": 5, "gif_every": 3,
-             "sweep_cfg_scales": [0.0, 5.0, 10.0], "sweep_samples_per_digit": 5, "sweep_stride": 5},
+            {"epochs": EPOCHS, "samples_per_digit": 4, "cfg_scale": 5.0, "stride": 10, "gif_every": 2,
+             "sweep_cfg_scales": [0.0, 5.0, 10.0], "sweep_samples_per_digit": 5, "sweep_stride": 10},
             run_class_samples,
             relations=(Relation("samples at cfg_scale 5 are the intended digit at least 95% of the time",
                                 lambda m: m["accuracy_cfg5"] >= 0.95),

@@ -1,4 +1,9 @@
-"""What every reproduction case checks: it runs, its relations hold, and it matches its golden."""
+"""Every writeup section as a seeded case: it runs, its relations hold, and it matches its golden.
+
+pytest reproductions -k A1.7             # one section
+pytest reproductions --backend deepfloyd --device cuda   # the real IF on a GPU runner
+pytest reproductions --update-golden     # rewrite the goldens of the cases that run
+"""
 
 from pathlib import Path
 
@@ -10,7 +15,7 @@ from harness.runner import run_case, save_outputs
 from harness.sections import get_section
 
 
-def check_case(case: tuple[str, str], device: str, update_golden: bool) -> None:
+def test_reproduces(case, device, request):
     section_id, backend = case
     try:
         out = run_case(section_id, backend, device=device)
@@ -19,7 +24,7 @@ def check_case(case: tuple[str, str], device: str, update_golden: bool) -> None:
     save_outputs(out, Path("out") / "pytest" / device / section_id / backend)
     failed = [r.text for r in get_section(section_id).relations if r.applies_to(backend) and not r.holds(out.metrics)]
     assert not failed, f"{section_id} on {backend}: relations do not hold: {failed}; metrics {out.metrics}"
-    if update_golden:
+    if request.config.getoption("--update-golden"):
         golden.write(out, backend, device, dtype="float32" if device == "cpu" else "float16")
     else:
         golden.compare(out, backend, device)
