@@ -94,7 +94,7 @@ def cmd_golden_update(args: argparse.Namespace) -> None:
     _check_backend(args.backend)
     for section_id in _expand(args.sections, args.backend):
         out = run_case(section_id, args.backend, device=args.device)
-        folder = golden.write(out, out.meta["backend"], args.device, dtype="float32" if args.device == "cpu" else "float16")
+        folder = golden.write(out, out.meta["backend"], args.device)
         print(f"{section_id}: golden written to {folder}")
 
 

@@ -83,8 +83,9 @@ def _versions() -> dict[str, str]:
             "transformers": transformers.__version__, "numpy": np.__version__}
 
 
-def write(out: Outputs, backend: str, device: str | torch.device, dtype: str, root: Path | None = None) -> Path:
-    """Store ``out`` as the golden for its section (atomically: npz first, then the json naming its hash)."""
+def write(out: Outputs, backend: str, device: str | torch.device, root: Path | None = None) -> Path:
+    """Store ``out`` as the golden for its section (atomically: npz first, then the json naming its hash).
+    Models run in float32 on CPU and float16 on CUDA (recorded as ``dtype``)."""
     folder = golden_dir(backend, out.meta["section"], device, root)
     buf = io.BytesIO()
     np.savez_compressed(buf, **{k: v.numpy().astype(np.float16) for k, v in out.images.items()})
@@ -94,7 +95,7 @@ def write(out: Outputs, backend: str, device: str | torch.device, dtype: str, ro
         "metrics": out.metrics,
         "meta": out.meta,
         "device": str(device),
-        "dtype": dtype,
+        "dtype": "float32" if device_class(device) == "cpu" else "float16",
         "threads": torch.get_num_threads(),
         "versions": _versions(),
         "images_sha256": hashlib.sha256(data).hexdigest(),

@@ -25,6 +25,6 @@ def test_reproduces(case, device, request):
     failed = [r.text for r in get_section(section_id).relations if r.applies_to(backend) and not r.holds(out.metrics)]
     assert not failed, f"{section_id} on {backend}: relations do not hold: {failed}; metrics {out.metrics}"
     if request.config.getoption("--update-golden"):
-        golden.write(out, backend, device, dtype="float32" if device == "cpu" else "float16")
+        golden.write(out, backend, device)
     else:
         golden.compare(out, backend, device)

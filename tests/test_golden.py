@@ -25,7 +25,7 @@ def outputs(seed: int = 0) -> Outputs:
 @pytest.fixture
 def stored(tmp_path):
     out = outputs()
-    golden.write(out, "fake", "cpu", "float32", root=tmp_path)
+    golden.write(out, "fake", "cpu", root=tmp_path)
     return out, tmp_path
 
 
@@ -94,7 +94,7 @@ def test_corrupt_golden_is_reported(stored, damage):
         (folder / "metrics.json").write_text("{not json")
     else:  # an npz from another run: the recorded sha256 no longer matches
         other = outputs(seed=1)
-        golden.write(other, "fake", "cpu", "float32", root=root / "other")
+        golden.write(other, "fake", "cpu", root=root / "other")
         (folder / "images.npz").write_bytes((root / "other" / "cpu" / "fake" / "X1" / "images.npz").read_bytes())
     with pytest.raises(GoldenError, match="corrupt golden for X1") as err:
         golden.compare(outputs(), "fake", "cpu", root=root)

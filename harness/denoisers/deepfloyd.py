@@ -24,7 +24,7 @@ from harness.paths import cache_dir
 
 STAGE1_ID = "DeepFloyd/IF-I-XL-v1.0"
 STAGE2_ID = "DeepFloyd/IF-II-L-v1.0"
-_NO_EXTRAS = dict(safety_checker=None, feature_extractor=None, watermarker=None, requires_safety_checker=False)
+NO_EXTRAS = dict(safety_checker=None, feature_extractor=None, watermarker=None, requires_safety_checker=False)
 
 
 def _unavailable(source: str, env: str, err: Exception) -> WeightsUnavailable:
@@ -138,8 +138,8 @@ def load_deepfloyd(stage1: str | None = None, stage2: str | None = None, device:
     device = torch.device(device)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     variant = {"variant": "fp16"} if dtype == torch.float16 and not Path(stage1).is_dir() else {}
-    pipe1 = _load(IFPipeline, stage1, "HARNESS_IF_STAGE1", dtype, text_encoder=None, **_NO_EXTRAS, **variant).to(device)
-    pipe2 = _load(IFSuperResolutionPipeline, stage2, "HARNESS_IF_STAGE2", dtype, text_encoder=None, **_NO_EXTRAS,
+    pipe1 = _load(IFPipeline, stage1, "HARNESS_IF_STAGE1", dtype, text_encoder=None, **NO_EXTRAS, **variant).to(device)
+    pipe2 = _load(IFSuperResolutionPipeline, stage2, "HARNESS_IF_STAGE2", dtype, text_encoder=None, **NO_EXTRAS,
                   **variant).to(device)
     prompts = PromptCache(cache_dir() / "prompt-embeds", f"{name}-{stage1}-{str(dtype).removeprefix('torch.')}", _encoder(stage1, pipe1, dtype, device))
     denoiser = IFDenoiser(name, pipe1, prompts, device, _x0_clip(stage1))

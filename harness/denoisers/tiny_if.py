@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from harness.atomic import build_dir_once
+from harness.denoisers.deepfloyd import NO_EXTRAS
 from harness.paths import cache_dir
 
 SEED = 20241124
@@ -109,15 +110,12 @@ def build(folder: Path) -> None:
     _init_(unet1, gen, out_scale=0.1)
     _init_(unet2, gen, out_scale=0.1)
     IFPipeline(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet1,
-               scheduler=DDPMScheduler(**SCHEDULER, sample_max_value=1.5), **_extras()).save_pretrained(folder / "stage1")
+               scheduler=DDPMScheduler(**SCHEDULER, sample_max_value=1.5), **NO_EXTRAS).save_pretrained(folder / "stage1")
     IFSuperResolutionPipeline(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet2,
                               scheduler=DDPMScheduler(**SCHEDULER, sample_max_value=1.0),
                               image_noising_scheduler=DDPMScheduler(num_train_timesteps=1000,
                                                                     beta_schedule="squaredcos_cap_v2"),
-                              **_extras()).save_pretrained(folder / "stage2")
+                              **NO_EXTRAS).save_pretrained(folder / "stage2")
     (folder / "stage1" / "harness.json").write_text(json.dumps(
         {"x0_clip": 1.0, "note": "random weights: clean estimates clamped to [-1, 1] so loops stay finite"}, indent=1))
 
-
-def _extras() -> dict:
-    return dict(safety_checker=None, feature_extractor=None, watermarker=None, requires_safety_checker=False)
