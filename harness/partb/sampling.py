@@ -3,7 +3,7 @@
 x_T ~ N(0, I); for t = T-1 .. 0 (or a strided subset, t' the next one, -1 after 0):
     eps = eps(x_t, t/T[, c])   (class: eps_u + gamma (eps_c - eps_u), one batched call)
     x_t' = sqrt(abar_t') beta/(1 - abar_t) x0 + sqrt(alpha)(1 - abar_t')/(1 - abar_t) x_t + sqrt(beta) z,
-with beta = 1 - abar_t / abar_t' and z = 0 on the last step (`harness.diffusion.ddpm_step`, fixed_large).
+with beta = 1 - abar_t / abar_t' and z = 0 on the last step (`harness.diffusion.ddpm_step`).
 Images are in [0, 1] as the course trains them; one generator per image.
 """
 
@@ -27,9 +27,15 @@ def partb_timesteps(T: int = 300, stride: int = 1) -> list[int]:
 @torch.inference_mode()
 def ddpm_sample(model: torch.nn.Module, alphas_cumprod: torch.Tensor, generators: Sequence[torch.Generator],
                 labels: torch.Tensor | None = None, cfg_scale: float = 5.0, stride: int = 1,
-                keep_every: int = 0) -> tuple[torch.Tensor, list[torch.Tensor]]:
+                keep_every: int = 0, variance_type: str | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Samples (N, 1, 28, 28) clamped to [0, 1] and, if keep_every > 0, every keep_every-th x_t
-    (the GIF's frames). labels: digits for the class-conditioned model (None: time-conditioned)."""
+    (the GIF's frames). labels: digits for the class-conditioned model (None: time-conditioned).
+
+    variance_type None: beta_t (fixed_large, the course's Algorithm 2) at stride 1; on a strided subset
+    the posterior variance beta-tilde (fixed_small), because the strided beta injects more noise in the
+    last steps than the model removes at t = 0 (speckled backgrounds, measured on the quick checkpoints).
+    """
+    variance_type = variance_type or ("fixed_large" if stride == 1 else "fixed_small")
     model.eval()
     device = next(model.parameters()).device
     T = len(alphas_cumprod)
@@ -46,7 +52,7 @@ def ddpm_sample(model: torch.nn.Module, alphas_cumprod: torch.Tensor, generators
             both = model(torch.cat([x, x]), torch.cat([t_in, t_in]), torch.cat([onehot, torch.zeros_like(onehot)]))
             eps = cfg(*both.chunk(2), cfg_scale)
         noise = randn((1, 28, 28), list(generators), device) if t_prev >= 0 else torch.zeros_like(x)
-        x, _ = ddpm_step(x, eps, t, t_prev, alphas_cumprod, noise, "fixed_large")
+        x, _ = ddpm_step(x, eps, t, t_prev, alphas_cumprod, noise, variance_type)
         if keep_every and (i % keep_every == 0 or t_prev < 0):
             frames.append(x.clamp(0, 1).cpu())
     return x.clamp(0, 1).cpu(), frames
