@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip
 PYTEST_ARGS ?=
 
-.PHONY: install data test reproduce golden clean
+.PHONY: install data test reproduce bench golden clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: data
 
 reproduce: data
 	$(BIN)/python -m harness run all --out out
+
+# Timed benchmarks (the test run executes each once, untimed); saved under .benchmarks/<machine>/.
+bench: data
+	$(BIN)/python -m pytest benchmarks --benchmark-enable --benchmark-autosave $(PYTEST_ARGS)
 
 golden: data
 	$(BIN)/python -m harness golden update

@@ -1,0 +1,63 @@
+"""Part B throughput: training images/s per model at the course batch size (with the quick preset's
+width, so it runs on a CPU) against a naive reference loop, and DDPM sampling images/s."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from benchmarks.conftest import median_time, peak_memory
+from harness.partb.sampling import ddpm_sample
+from harness.partb.train import PRESETS, Trainer, build_model, loss_fn
+from harness.schedules import linear_alphas_cumprod
+from harness.seeding import generators
+
+STEPS = 6
+
+
+def naive_epoch(trainer: Trainer, steps: int) -> None:
+    """The textbook loop: per-item DataLoader collation and loss.item() (a host sync) every step."""
+    r = trainer.recipe
+    data = DataLoader(TensorDataset(trainer.x.cpu(), trainer.y), batch_size=r.batch_size, shuffle=True,
+                      generator=torch.Generator().manual_seed(0))
+    losses = []
+    for i, (x, y) in enumerate(data):
+        if i == steps:
+            break
+        loss = loss_fn(trainer.model, r.kind, x.to(trainer.device), y, r, trainer.gen, trainer.abar)
+        trainer.opt.zero_grad()
+        loss.backward()
+        trainer.opt.step()
+        losses.append(loss.item())
+
+
+@pytest.mark.parametrize("kind", ["denoiser", "time", "class"])
+def test_training(bench, benchmark, kind, device, tmp_path):
+    course, quick = PRESETS["course"][kind], PRESETS["quick"][kind]
+    recipe = dataclasses.replace(quick, batch_size=course.batch_size, subset=course.batch_size * STEPS, test_subset=64)
+    trainer = Trainer(recipe, tmp_path, device=device)
+    steps = STEPS if not benchmark.disabled else 1
+    benchmark.group = "partb training"
+    bench(lambda: trainer.train_epoch(progress=False, max_steps=steps), rounds=2)
+    assert torch.isfinite(torch.tensor(trainer.train_log[-1][2]))
+    if benchmark.disabled:
+        return
+    t = benchmark.stats.stats.median
+    naive = median_time(lambda: naive_epoch(trainer, steps), device, repeats=2)
+    benchmark.extra_info.update({"images_per_s": steps * recipe.batch_size / t, "vs_naive_loop": naive / t,
+                                 "num_hiddens": recipe.num_hiddens, "batch_size": recipe.batch_size,
+                                 "peak_memory_mib": peak_memory(device)})
+
+
+@pytest.mark.parametrize("stride", [10, pytest.param(1, marks=pytest.mark.slow)])
+def test_sampling(bench, benchmark, stride, device):
+    model = build_model("class", PRESETS["quick"]["class"].num_hiddens, torch.Generator().manual_seed(0)).to(device)
+    labels = torch.arange(10).repeat(4)
+    benchmark.group = "partb sampling"
+    x, _ = bench(lambda: ddpm_sample(model, linear_alphas_cumprod(300), generators(0, "b", 40), labels, stride=stride))
+    assert x.shape == (40, 1, 28, 28)
+    if not benchmark.disabled:
+        benchmark.extra_info["images_per_s"] = 40 / benchmark.stats.stats.median
