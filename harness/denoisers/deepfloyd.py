@@ -2,7 +2,7 @@
 
 The same code loads the hub weights (``DeepFloyd/IF-I-XL-v1.0``, ``DeepFloyd/IF-II-L-v1.0``) and a
 local folder (``HARNESS_IF_STAGE1``/``HARNESS_IF_STAGE2``, or the tiny-if twin's save_pretrained output).
-T5 is loaded only to embed prompts that are not in the on-disk cache, then released.
+T5 and its tokenizer are loaded only to embed prompts that are not in the on-disk cache, then released.
 """
 
 from __future__ import annotations
@@ -13,39 +13,54 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
 from harness.denoisers.base import NoiseEstimate
 from harness.denoisers.prompt_cache import PromptCache
-from harness.errors import WeightsUnavailable
+from harness.errors import HarnessError, WeightsUnavailable
 from harness.paths import cache_dir
+
+if TYPE_CHECKING:
+    from diffusers import IFPipeline, IFSuperResolutionPipeline
 
 STAGE1_ID = "DeepFloyd/IF-I-XL-v1.0"
 STAGE2_ID = "DeepFloyd/IF-II-L-v1.0"
+ENV = {STAGE1_ID: "HARNESS_IF_STAGE1", STAGE2_ID: "HARNESS_IF_STAGE2"}  # hub id -> variable naming a folder
 NO_EXTRAS = dict(safety_checker=None, feature_extractor=None, watermarker=None, requires_safety_checker=False)
 
 
-def _unavailable(source: str, env: str, err: Exception) -> WeightsUnavailable:
-    reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-    page = f"https://huggingface.co/{source}" if not Path(source).exists() else source
+def _is_local(source: str) -> bool:
+    """A folder path, as opposed to an ``owner/name`` hub id."""
+    return Path(source).expanduser().is_dir() or source.startswith((".", "/", "~")) or source.count("/") != 1
+
+
+def _unavailable(source: str, hub_id: str, err: Exception) -> WeightsUnavailable:
+    text = " ".join(str(err).split())[:160]
+    reason = f"{type(err).__name__}: {text}" if text else type(err).__name__
+    page = hub_id if _is_local(source) else source
     return WeightsUnavailable(
-        f"DeepFloyd IF weights {source!r} are not available ({type(err).__name__}: {reason}): accept the licence "
-        f"on {page}, run `huggingface-cli login` (or set HF_TOKEN) with network access, or set {env} to a "
-        "local folder with the weights")
+        f"DeepFloyd IF weights {source!r} are not available (offline / gated / not found: {reason}): accept the "
+        f"licence on https://huggingface.co/{page}, run `huggingface-cli login` (or set HF_TOKEN) with network "
+        f"access, or set {ENV[hub_id]} to a local folder saved with save_pretrained")
 
 
-def _load(cls, source: str, env: str, dtype: torch.dtype, **kwargs):
+def _load(cls, source: str, hub_id: str, **kwargs):
     """cls.from_pretrained(source) with every way of not getting the weights as WeightsUnavailable."""
-    looks_local = Path(source).is_dir() or source.startswith((".", "/", "~")) or source.count("/") != 1
-    if looks_local and not Path(source).expanduser().is_dir():
-        raise _unavailable(source, env, FileNotFoundError(f"no folder {source}"))
+    local = _is_local(source)
+    if local and not Path(source).expanduser().is_dir():
+        raise _unavailable(source, hub_id, FileNotFoundError(f"no folder {source}"))
     try:
-        return cls.from_pretrained(str(Path(source).expanduser()) if looks_local else source, dtype=dtype,
-                                   low_cpu_mem_usage=importlib.util.find_spec("accelerate") is not None, **kwargs)
-    except (OSError, ValueError, EnvironmentError) as e:  # hub offline, gated, missing files
-        raise _unavailable(source, env, e) from None
+        return cls.from_pretrained(str(Path(source).expanduser()) if local else source, **kwargs)
+    except (OSError, ValueError) as e:  # hub offline, gated, missing or unreadable files
+        raise _unavailable(source, hub_id, e) from None
+
+
+def _pretrained_kwargs(source: str, dtype: torch.dtype) -> dict:
+    """dtype, and the fp16 files of a hub repo when running in fp16."""
+    variant = {"variant": "fp16"} if dtype == torch.float16 and not _is_local(source) else {}
+    return dict(dtype=dtype, **variant)
 
 
 class IFDenoiser:
@@ -53,7 +68,8 @@ class IFDenoiser:
 
     variance_type = "learned_range"
 
-    def __init__(self, name: str, pipe, prompts: PromptCache, device: torch.device, x0_clip: float | None):
+    def __init__(self, name: str, pipe: IFPipeline, prompts: PromptCache, device: torch.device,
+                 x0_clip: float | None):
         self.name, self.unet, self.prompts = name, pipe.unet, prompts
         self.device, self.dtype, self.x0_clip = device, pipe.unet.dtype, x0_clip
         self.alphas_cumprod = pipe.scheduler.alphas_cumprod.to(torch.float64).cpu()
@@ -64,8 +80,8 @@ class IFDenoiser:
         return self.prompts.get(prompts).to(self.device, self.dtype)
 
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> NoiseEstimate:
-        out = self.unet(x_t.to(self.device, self.dtype), t.to(self.device), encoder_hidden_states=cond,
-                        return_dict=False)[0]
+        out = self.unet(x_t.to(self.device, self.dtype), t.to(self.device),
+                        encoder_hidden_states=cond.to(self.device, self.dtype), return_dict=False)[0]
         eps, v = out.float().split(x_t.shape[1], dim=1)
         return NoiseEstimate(eps, v)
 
@@ -77,8 +93,8 @@ class IFBackend:
 
     name: str
     denoiser: IFDenoiser
-    stage1: object
-    stage2: object
+    stage1: IFPipeline
+    stage2: IFSuperResolutionPipeline
     device: torch.device
 
     def _embeds(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,12 +102,12 @@ class IFBackend:
 
     def text_to_image(self, prompts: Sequence[str], generators: list[torch.Generator], num_inference_steps: int = 20,
                       guidance_scale: float = 7.0, progress: bool = False) -> torch.Tensor:
-        """IFPipeline with cached embeddings: (B, 3, 64, 64) in [-1, 1], float32 CPU."""
+        """IFPipeline with cached embeddings, one generator per image: (B, 3, 64, 64) in [-1, 1], float32 CPU."""
         cond, uncond = self._embeds(prompts)
         self.stage1.set_progress_bar_config(disable=not progress)
         images = self.stage1(prompt_embeds=cond, negative_prompt_embeds=uncond, num_inference_steps=num_inference_steps,
                              guidance_scale=guidance_scale, generator=list(generators), output_type="pt").images
-        return images.float().cpu().clamp(-1, 1)
+        return images.float().cpu().clamp(-1, 1)  # "pt" returns the model's [-1, 1] range, unclamped
 
     def upsample(self, images: torch.Tensor, prompts: Sequence[str], generators: list[torch.Generator],
                  num_inference_steps: int = 20, guidance_scale: float = 4.0, noise_level: int = 250,
@@ -106,25 +122,41 @@ class IFBackend:
         return out.float().cpu().clamp(-1, 1)
 
 
-def _encoder(stage1: str, pipe, dtype: torch.dtype, device: torch.device):
+def _tokenizer(stage1: str):
+    """IF's T5 tokenizer. The hub ships only spiece.model, which transformers 5 converts only with protobuf."""
+    from transformers import AutoTokenizer
+
+    has_json = _is_local(stage1) and (Path(stage1).expanduser() / "tokenizer" / "tokenizer.json").is_file()
+    if not has_json and importlib.util.find_spec("google.protobuf") is None:
+        raise HarnessError(f"reading the T5 tokenizer of {stage1!r} (spiece.model) needs protobuf: "
+                           "run `pip install protobuf`")
+    return _load(AutoTokenizer, stage1, STAGE1_ID, subfolder="tokenizer")
+
+
+def _encoder(stage1: str, pipe: IFPipeline, dtype: torch.dtype, device: torch.device):
     """The PromptCache callback: load T5 for the missing prompts only, embed them the IF way, drop T5."""
     def encode(prompts: list[str]) -> torch.Tensor:
         from transformers import T5EncoderModel
 
-        pipe.text_encoder = _load(T5EncoderModel, stage1, "HARNESS_IF_STAGE1", dtype, subfolder="text_encoder").to(device)
-        try:
-            embeds, _ = pipe.encode_prompt(prompts, do_classifier_free_guidance=False, device=device, clean_caption=False)
+        pipe.tokenizer = _tokenizer(stage1)
+        pipe.text_encoder = _load(T5EncoderModel, stage1, STAGE1_ID, subfolder="text_encoder",
+                                  **_pretrained_kwargs(stage1, dtype)).to(device)
+        try:  # encode_prompt runs under no_grad (not inference_mode: the embeddings may meet autograd later)
+            embeds, _ = pipe.encode_prompt(prompts, do_classifier_free_guidance=False, device=device,
+                                           clean_caption=False)
         finally:
-            pipe.text_encoder = None
+            pipe.text_encoder = pipe.tokenizer = None
             gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
         return embeds
     return encode
 
 
 def _x0_clip(stage1: str) -> float | None:
     """A model folder may declare that its clean estimates are clamped (harness.json); the real IF does not."""
-    meta = Path(stage1) / "harness.json"
-    return json.loads(meta.read_text()).get("x0_clip") if meta.is_file() else None
+    meta = Path(stage1).expanduser() / "harness.json"
+    return json.loads(meta.read_text()).get("x0_clip") if _is_local(stage1) and meta.is_file() else None
 
 
 def load_deepfloyd(stage1: str | None = None, stage2: str | None = None, device: str | torch.device = "cpu",
@@ -133,14 +165,16 @@ def load_deepfloyd(stage1: str | None = None, stage2: str | None = None, device:
     fp16 on CUDA, fp32 on CPU. Raises WeightsUnavailable with how to get them."""
     from diffusers import IFPipeline, IFSuperResolutionPipeline
 
-    stage1 = stage1 or os.environ.get("HARNESS_IF_STAGE1") or STAGE1_ID
-    stage2 = stage2 or os.environ.get("HARNESS_IF_STAGE2") or STAGE2_ID
+    stage1 = stage1 or os.environ.get(ENV[STAGE1_ID]) or STAGE1_ID
+    stage2 = stage2 or os.environ.get(ENV[STAGE2_ID]) or STAGE2_ID
     device = torch.device(device)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
-    variant = {"variant": "fp16"} if dtype == torch.float16 and not Path(stage1).is_dir() else {}
-    pipe1 = _load(IFPipeline, stage1, "HARNESS_IF_STAGE1", dtype, text_encoder=None, **NO_EXTRAS, **variant).to(device)
-    pipe2 = _load(IFSuperResolutionPipeline, stage2, "HARNESS_IF_STAGE2", dtype, text_encoder=None, **NO_EXTRAS,
-                  **variant).to(device)
-    prompts = PromptCache(cache_dir() / "prompt-embeds", f"{name}-{stage1}-{str(dtype).removeprefix('torch.')}", _encoder(stage1, pipe1, dtype, device))
+    accelerate = importlib.util.find_spec("accelerate") is not None  # without it diffusers warns unless off
+    common = dict(text_encoder=None, tokenizer=None, low_cpu_mem_usage=accelerate, **NO_EXTRAS)
+    pipe1 = _load(IFPipeline, stage1, STAGE1_ID, **common, **_pretrained_kwargs(stage1, dtype)).to(device)
+    pipe2 = _load(IFSuperResolutionPipeline, stage2, STAGE2_ID, **common, **_pretrained_kwargs(stage2, dtype))
+    pipe2 = pipe2.to(device)
+    key = f"{name}-{stage1}-{str(dtype).removeprefix('torch.')}"
+    prompts = PromptCache(cache_dir() / "prompt-embeds", key, _encoder(stage1, pipe1, dtype, device))
     denoiser = IFDenoiser(name, pipe1, prompts, device, _x0_clip(stage1))
     return IFBackend(name, denoiser, pipe1, pipe2, device)

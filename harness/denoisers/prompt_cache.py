@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from harness.atomic import atomic_path
 
@@ -35,12 +35,8 @@ class PromptCache:
         if not path.exists():
             return None
         try:
-            from safetensors import safe_open
-
             with safe_open(path, "pt") as f:
-                if (f.metadata() or {}).get("prompt") != prompt:
-                    return None
-            return load_file(path)["embeds"]
+                return f.get_tensor("embeds") if (f.metadata() or {}).get("prompt") == prompt else None
         except (SafetensorError, OSError, KeyError):
             return None  # corrupt or half-written by a crashed process: recompute
 
