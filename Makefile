@@ -1,4 +1,4 @@
-# make reproduce: every section on the embedded CPU backends, images and metrics under out/
+# make reproduce: every section on the embedded CPU backends under out/, then the report out/report/index.html
 # make test:      the test suite (unit tests, reproductions with golden checks, benchmarks once)
 # Both create .venv if it is missing and install the project with the pins in constraints.txt.
 
@@ -28,6 +28,7 @@ test: data
 
 reproduce: data
 	$(BIN)/python -m harness run all --out out
+	$(BIN)/python -m harness report --outputs out --out out/report
 
 # Timed benchmarks (the test run executes each once, untimed); saved under .benchmarks/<machine>/.
 bench: data

@@ -1,6 +1,7 @@
-"""Project-wide pytest set-up: offline, fixed thread count, and the golden/backend options."""
+"""Project-wide pytest set-up: offline, fixed thread count, the golden/backend options, and --report."""
 
 import os
+from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never touch the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -19,6 +20,28 @@ def pytest_addoption(parser):
     group.addoption("--backend", action="append", default=None,
                     help="backend(s) to reproduce on (repeatable); default: the embedded CPU backends")
     group.addoption("--device", default="cpu", help="torch device for the reproduction cases (cpu, cuda)")
+    group.addoption("--report", metavar="DIR", default=None,
+                    help="at the end, build the HTML report of the reproductions' outputs (out/pytest/<device>) in DIR")
+
+
+def pytest_sessionfinish(session):
+    """With --report DIR: build the report from what the reproduction cases saved (controller only under xdist)."""
+    config = session.config
+    dest = config.getoption("--report")
+    if not dest or hasattr(config, "workerinput"):
+        return
+    from harness.errors import HarnessError
+    from harness.report import build_report
+
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    try:
+        index = build_report(Path("out") / "pytest" / config.getoption("--device"), dest)
+    except HarnessError as e:
+        message = f"report not built: {e}"
+    else:
+        message = f"report: {index}"
+    if reporter is not None:
+        reporter.write_line(message)
 
 
 @pytest.fixture(scope="session")

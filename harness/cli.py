@@ -1,4 +1,4 @@
-"""Command line: ``python -m harness {list,run,golden,data,train}``; see ``--help``."""
+"""Command line: ``python -m harness {list,run,golden,data,train,report}``; see ``--help``."""
 
 from __future__ import annotations
 
@@ -19,11 +19,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="every section: id, title, backends")
 
     run = sub.add_parser("run", help="run sections and write PNGs and metrics.json")
-    run.add_argument("sections", nargs="+", metavar="SECTION", help="section ids, or 'all'")
+    run.add_argument("sections", nargs="+", metavar="SECTION",
+                     help="section ids, or 'all' (every section on every embedded CPU backend: tiny-if, mnist)")
     run.add_argument("--backend", help="default: the section's first backend (tiny-if for Part A, mnist for Part B)")
     run.add_argument("--seed", type=int, default=DEFAULT_SEED)
     run.add_argument("--device", default="cpu")
-    run.add_argument("--out", default="out", help="output root; a case writes to OUT/<section>/<backend>/")
+    run.add_argument("--out", default="out", help="output root; a case writes to OUT/<section>/<backend>/, with "
+                                                  "golden.json (its golden comparison) where a golden exists")
     run.add_argument("--image", help="your own image (PNG/JPEG) for SDEdit, inpainting, image-to-image")
     run.add_argument("--mask", help="binary mask for inpainting: white = regenerate, black = keep")
     run.add_argument("--prompt", help="your own prompt")
@@ -32,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     golden = sub.add_parser("golden", help="golden files")
     gsub = golden.add_subparsers(dest="golden_command", required=True)
     upd = gsub.add_parser("update", help="run sections and (over)write their goldens")
-    upd.add_argument("sections", nargs="*", metavar="SECTION", help="default: every section of the backend")
+    upd.add_argument("sections", nargs="*", metavar="SECTION",
+                     help="default: every section of the backend (without --backend: of every embedded CPU backend)")
     upd.add_argument("--backend", default=None)
     upd.add_argument("--device", default="cpu")
 
@@ -48,15 +51,25 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--no-resume", action="store_true")
     train.add_argument("--export", action="store_true",
                        help="measure the checkpoints and copy them (fp16) into harness/data/partb/")
+
+    report = sub.add_parser("report", help="build the static HTML report of saved outputs (OUT/report/index.html)")
+    report.add_argument("--outputs", default="out", help="outputs of `run` (OUTPUTS/<section>/<backend>/)")
+    report.add_argument("--backend", action="append", help="only these backends (repeatable); default: all on disk")
+    report.add_argument("--out", default="out/report", help="report folder")
+    report.add_argument("--benchmarks", default=".benchmarks", help="pytest-benchmark storage (`make bench`)")
     return p
 
 
-def _expand(ids: list[str], backend: str | None) -> list[str]:
+def _cases(ids: list[str], backend: str | None) -> list[tuple[str, str | None]]:
+    """(section, backend) pairs: 'all' (or none) is every section on ``backend``, or without one on every
+    embedded CPU backend it lists; named sections run on ``backend`` (None: the section's first)."""
+    from harness.runner import EMBEDDED_BACKENDS
     from harness.sections import SECTIONS, get_section
 
     if ids in ([], ["all"]):
-        return [s.id for s in SECTIONS.values() if backend is None or backend in s.backends]
-    return [get_section(i).id for i in ids]
+        wanted = (backend,) if backend else EMBEDDED_BACKENDS
+        return [(s.id, b) for s in SECTIONS.values() for b in s.backends if b in wanted]
+    return [(get_section(i).id, backend) for i in ids]
 
 
 def _check_backend(backend: str | None) -> None:
@@ -78,12 +91,27 @@ def cmd_run(args: argparse.Namespace) -> None:
     from harness.runner import run_case, save_outputs
 
     _check_backend(args.backend)
-    ids = _expand(args.sections, args.backend)
-    for section_id in ids:
-        out = run_case(section_id, args.backend, args.seed, args.device, args.image, args.mask, args.prompt,
+    own_inputs = any((args.image, args.mask, args.prompt)) or args.seed != DEFAULT_SEED
+    for section_id, backend in _cases(args.sections, args.backend):
+        out = run_case(section_id, backend, args.seed, args.device, args.image, args.mask, args.prompt,
                        progress=not args.no_progress)
-        folder = save_outputs(out, Path(args.out) / section_id / out.meta["backend"])
-        print(f"{section_id}: wrote {len(out.images)} images and metrics.json to {folder}")
+        folder = save_outputs(out, Path(args.out) / section_id / out.meta["backend"], args.device)
+        verdict = "" if own_inputs else _record_verdict(out, folder, args)
+        print(f"{section_id}: wrote {len(out.images)} images and metrics.json to {folder}{verdict}")
+
+
+def _record_verdict(out, folder: Path, args: argparse.Namespace) -> str:
+    """Record (never fail on) the golden comparison of a default-input case that has a golden."""
+    from harness import golden
+    from harness.runner import record_verdict
+
+    if not golden.exists(out.meta["backend"], out.meta["section"], args.device):
+        return ""
+    try:
+        verdict = record_verdict(out, folder, args.device, Path(args.out) / "golden-failures")
+    except GoldenError as e:
+        return f"; golden: error ({e})"
+    return "; golden: pass" if verdict.passed else f"; golden: FAIL ({len(verdict.problems)} problems, see golden.json)"
 
 
 def cmd_golden_update(args: argparse.Namespace) -> None:
@@ -92,10 +120,18 @@ def cmd_golden_update(args: argparse.Namespace) -> None:
 
     fix_threads()
     _check_backend(args.backend)
-    for section_id in _expand(args.sections, args.backend):
-        out = run_case(section_id, args.backend, device=args.device)
+    for section_id, backend in _cases(args.sections, args.backend):
+        out = run_case(section_id, backend, device=args.device)
         folder = golden.write(out, out.meta["backend"], args.device)
         print(f"{section_id}: golden written to {folder}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from harness.report import build_report
+
+    for backend in args.backend or []:
+        _check_backend(backend)
+    print(build_report(args.outputs, args.out, backends=args.backend, benchmarks_root=args.benchmarks))
 
 
 def cmd_data(args: argparse.Namespace) -> None:
@@ -133,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_data(args)
         elif args.command == "train":
             cmd_train(args)
+        elif args.command == "report":
+            cmd_report(args)
     except (UnknownName, BadImage) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@ import json
 import math
 import platform
 import zipfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +63,12 @@ def device_class(device: str | torch.device) -> str:
 def golden_dir(backend: str, section: str, device: str | torch.device, root: Path | None = None) -> Path:
     root = root or Path(os.environ.get("HARNESS_GOLDEN_ROOT", GOLDEN_ROOT))
     return Path(root) / device_class(device) / backend / section
+
+
+def exists(backend: str, section: str, device: str | torch.device, root: Path | None = None) -> bool:
+    """Whether a golden (complete or not) is stored for the case."""
+    folder = golden_dir(backend, section, device, root)
+    return (folder / "metrics.json").exists() or (folder / "images.npz").exists()
 
 
 def update_command(section: str, backend: str, device: str | torch.device) -> str:
@@ -124,38 +130,84 @@ def read(backend: str, section: str, device: str | torch.device, root: Path | No
     return images, record
 
 
-def compare(out: Outputs, backend: str, device: str | torch.device, root: Path | None = None,
-            failures_root: Path = FAILURES_ROOT) -> None:
-    """Raise GoldenMismatch (saving obtained, golden and |diff| PNGs) when ``out`` leaves the tolerance."""
+@dataclass
+class Verdict:
+    """A comparison with the golden: per image (max_abs, psnr, passed, and the obtained/golden/diff PNGs
+    of a failing one), per metric (obtained, golden, difference, passed), and the problems found.
+    ``to_json()`` is what the CLI and the reproductions record next to a case's outputs (golden.json)."""
+
+    section: str
+    backend: str
+    device_class: str
+    golden: str
+    tolerance: Tolerance
+    images: dict[str, dict]
+    metrics: dict[str, dict]
+    problems: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+    def message(self) -> str:
+        files = [f for rec in self.images.values() for f in rec.get("files", {}).values()]
+        where = f"; obtained/golden/diff images in {Path(files[0]).parent}" if files else ""
+        return (f"{self.section} on {self.device_class}/{self.backend} differs from its golden{where}:\n  "
+                + "\n  ".join(self.problems)
+                + f"\nIf the change is intended: `{update_command(self.section, self.backend, self.device_class)}`")
+
+    def raise_if_failed(self) -> None:
+        if self.problems:
+            raise GoldenMismatch(self.message())
+
+    def to_json(self) -> dict:
+        return {"passed": self.passed, "section": self.section, "backend": self.backend,
+                "device_class": self.device_class, "golden": self.golden, "tolerance": asdict(self.tolerance),
+                "images": self.images, "metrics": self.metrics, "problems": self.problems,
+                "update_command": update_command(self.section, self.backend, self.device_class)}
+
+
+def verdict(out: Outputs, backend: str, device: str | torch.device, root: Path | None = None,
+            failures_root: Path = FAILURES_ROOT) -> Verdict:
+    """Compare ``out`` with its golden without raising on a mismatch (GoldenError when the golden is
+    missing or corrupt); a failing image's obtained, golden and |diff| PNGs are saved under failures_root."""
     section = out.meta["section"]
     golden_images, record = read(backend, section, device, root)
     tol = TOLERANCES[device_class(device)]
     problems: list[str] = []
-    saved: list[Path] = []
+    images: dict[str, dict] = {}
     if set(golden_images) != set(out.images):
         problems.append(f"image names differ: golden {sorted(golden_images)}, obtained {sorted(out.images)}")
     for name in sorted(set(golden_images) & set(out.images)):
         got, want = out.images[name].numpy(), golden_images[name]
         if got.shape != want.shape:
             problems.append(f"{name}: shape {got.shape} != golden {want.shape}")
+            images[name] = {"passed": False, "shape": list(got.shape), "golden_shape": list(want.shape)}
             continue
         err = float(np.max(np.abs(got - want))) if got.size else 0.0
         psnr = image_psnr(got, want)
+        images[name] = {"max_abs": err, "psnr": psnr, "passed": True}
         if not np.isfinite(got).all() or (tol.max_abs is not None and err > tol.max_abs) or psnr < tol.min_psnr:
             problems.append(f"{name}: max|diff| {err:.3g} (tol {tol.max_abs}), PSNR {psnr:.1f} dB (min {tol.min_psnr})")
-            saved.append(_save_failure(failures_root / device_class(device) / backend / section, name, got, want))
+            folder = failures_root / device_class(device) / backend / section
+            images[name].update(passed=False, files=_save_failure(folder, name, got, want))
     want_metrics = record["metrics"]
     if set(want_metrics) != set(out.metrics):
         problems.append(f"metric names differ: golden {sorted(want_metrics)}, obtained {sorted(out.metrics)}")
+    metrics: dict[str, dict] = {}
     for name in sorted(set(want_metrics) & set(out.metrics)):
         got, want = out.metrics[name], want_metrics[name]
-        if not _close(got, want, tol):
+        metrics[name] = {"obtained": got, "golden": want, "difference": got - want, "passed": _close(got, want, tol)}
+        if not metrics[name]["passed"]:
             problems.append(f"metric {name}: {got:.6g} != golden {want:.6g}")
-    if problems:
-        where = f"; obtained/golden/diff images in {saved[0].parent}" if saved else ""
-        raise GoldenMismatch(f"{section} on {device_class(device)}/{backend} differs from its golden{where}:\n  "
-                             + "\n  ".join(problems)
-                             + f"\nIf the change is intended: `{update_command(section, backend, device)}`")
+    return Verdict(section, backend, device_class(device), str(golden_dir(backend, section, device, root)), tol,
+                   images, metrics, problems)
+
+
+def compare(out: Outputs, backend: str, device: str | torch.device, root: Path | None = None,
+            failures_root: Path = FAILURES_ROOT) -> None:
+    """Raise GoldenMismatch (saving obtained, golden and |diff| PNGs) when ``out`` leaves the tolerance."""
+    verdict(out, backend, device, root, failures_root).raise_if_failed()
 
 
 def _close(got: float, want: float, tol: Tolerance) -> bool:
@@ -164,7 +216,7 @@ def _close(got: float, want: float, tol: Tolerance) -> bool:
     return abs(got - want) <= tol.metric_abs + tol.metric_rel * abs(want)
 
 
-def _save_failure(folder: Path, name: str, got: np.ndarray, want: np.ndarray) -> Path:
+def _save_failure(folder: Path, name: str, got: np.ndarray, want: np.ndarray) -> dict[str, str]:
     from harness.images import make_grid, save_png
 
     def grid(a: np.ndarray) -> torch.Tensor:
@@ -172,6 +224,8 @@ def _save_failure(folder: Path, name: str, got: np.ndarray, want: np.ndarray) ->
         return make_grid(t.reshape(-1, *t.shape[-3:]), nrow=8) if t.dim() == 4 else t
 
     diff = np.clip(np.abs(got - want) * 10 - 1, -1, 1)  # |diff| x 5 on the [0, 1] scale
+    files = {}
     for suffix, arr in (("obtained", np.clip(got, -1, 1)), ("golden", want), ("diff", diff)):
         save_png(folder / f"{name}_{suffix}.png", grid(arr))
-    return folder / f"{name}_obtained.png"
+        files[suffix] = str(folder / f"{name}_{suffix}.png")
+    return files

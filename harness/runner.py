@@ -10,8 +10,12 @@ from pathlib import Path
 import torch
 
 from harness.atomic import atomic_write_text
+from harness.errors import GoldenError
 from harness.outputs import Outputs
 from harness.seeding import DEFAULT_SEED
+
+
+EMBEDDED_BACKENDS = ("tiny-if", "mnist")  # run on CPU from what the package ships; `run all` covers them
 
 
 def fix_threads() -> int:
@@ -54,15 +58,54 @@ def _sections_taking(name: str):
     return [s for s in SECTIONS.values() if name in s.inputs]
 
 
-def save_outputs(out: Outputs, folder: str | Path) -> Path:
-    """Write every image as PNG (batches as one grid), animations as GIF, and metrics.json."""
+def save_outputs(out: Outputs, folder: str | Path, device: str = "cpu") -> Path:
+    """Write every image as PNG (batches as one grid), animations as GIF, and metrics.json (with the
+    run's device, threads, versions and date under "run"); drop a golden.json left by an earlier run
+    (record_verdict writes this run's)."""
     from harness.images import make_grid, save_gif, save_png
 
     folder = Path(folder)
+    (folder / "golden.json").unlink(missing_ok=True)
     for name, x in out.images.items():
         save_png(folder / f"{name}.png", make_grid(x, nrow=min(x.shape[0], 10)) if x.dim() == 4 else x)
     for name, frames in out.animations.items():
         save_gif(folder / f"{name}.gif", frames)
-    atomic_write_text(folder / "metrics.json",
-                      json.dumps({"metrics": out.metrics, "meta": out.meta}, indent=1, allow_nan=True) + "\n")
+    record = {"metrics": out.metrics, "meta": out.meta, "run": _run_info(device)}
+    atomic_write_text(folder / "metrics.json", json.dumps(record, indent=1, allow_nan=True) + "\n")
     return folder
+
+
+def _run_info(device: str) -> dict:
+    import platform
+    from datetime import datetime, timezone
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for package in ("torch", "diffusers", "transformers", "numpy"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return {"device": str(device), "threads": torch.get_num_threads(), "machine": platform.machine(),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions}
+
+
+def record_verdict(out: Outputs, folder: str | Path, device: str, failures_root: str | Path | None = None):
+    """Compare ``out`` with its golden and record the result in ``folder/golden.json`` (paths of failure
+    PNGs relative to ``folder``), for the report; returns the golden.Verdict. A missing or corrupt golden
+    is recorded as ``{"passed": false, "error": ...}`` and the GoldenError re-raised."""
+    from harness import golden
+
+    folder = Path(folder)
+    kwargs = {} if failures_root is None else {"failures_root": Path(failures_root)}
+    try:
+        verdict = golden.verdict(out, out.meta["backend"], device, **kwargs)
+    except GoldenError as e:
+        atomic_write_text(folder / "golden.json", json.dumps({"passed": False, "error": str(e)}, indent=1) + "\n")
+        raise
+    record = verdict.to_json()
+    for image in record["images"].values():
+        if "files" in image:
+            image["files"] = {k: os.path.relpath(Path(v).resolve(), folder.resolve()) for k, v in image["files"].items()}
+    atomic_write_text(folder / "golden.json", json.dumps(record, indent=1, allow_nan=True) + "\n")
+    return verdict

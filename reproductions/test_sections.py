@@ -3,6 +3,10 @@
 pytest reproductions -k A1.7             # one section
 pytest reproductions --backend deepfloyd --device cuda   # the real IF on a GPU runner
 pytest reproductions --update-golden     # rewrite the goldens of the cases that run
+pytest reproductions --report out/report # then build the report of this run's outputs
+
+Each case writes its outputs to out/pytest/<device>/<section>/<backend>/ with golden.json, its golden
+comparison (what the report shows), before a mismatch fails the test.
 """
 
 from pathlib import Path
@@ -11,7 +15,7 @@ import pytest
 
 from harness import golden
 from harness.errors import WeightsUnavailable
-from harness.runner import run_case, save_outputs
+from harness.runner import record_verdict, run_case, save_outputs
 from harness.sections import get_section
 
 
@@ -21,10 +25,10 @@ def test_reproduces(case, device, request):
         out = run_case(section_id, backend, device=device)
     except WeightsUnavailable as e:
         pytest.skip(str(e))
-    save_outputs(out, Path("out") / "pytest" / device / section_id / backend)
-    failed = [r.text for r in get_section(section_id).relations if r.applies_to(backend) and not r.holds(out.metrics)]
-    assert not failed, f"{section_id} on {backend}: relations do not hold: {failed}; metrics {out.metrics}"
+    folder = save_outputs(out, Path("out") / "pytest" / device / section_id / backend, device)
     if request.config.getoption("--update-golden"):
         golden.write(out, backend, device)
-    else:
-        golden.compare(out, backend, device)
+    verdict = record_verdict(out, folder, device)
+    failed = [r.text for r in get_section(section_id).relations if r.applies_to(backend) and not r.holds(out.metrics)]
+    assert not failed, f"{section_id} on {backend}: relations do not hold: {failed}; metrics {out.metrics}"
+    verdict.raise_if_failed()

@@ -1,0 +1,82 @@
+"""The report's pictures: case images copied into the report folder (so it is self-contained), tiles
+cut from one-row strips, images derived for display (inpainting hole, shrunk hybrid), and the integer
+nearest-neighbour display size of each (CSS ``image-rendering: pixelated`` keeps small images sharp)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageChops
+
+from harness.report.cases import Case
+
+PAD = 2  # harness.images.make_grid's padding between tiles
+
+
+@dataclass(frozen=True)
+class Picture:
+    """An image of the report: src relative to index.html; width/height the display size."""
+
+    src: str
+    width: int
+    height: int
+    caption: str = ""
+
+
+def display_size(width: int, height: int, target: int) -> tuple[int, int]:
+    """Scale by the largest integer that keeps the height within ``target`` (at least 1, at most 960 wide)."""
+    k = max(1, min(target // height, 960 // width))
+    return width * k, height * k
+
+
+class Assets:
+    """Writes pictures under ``dest/img/<case anchor>/`` and describes them for the templates."""
+
+    def __init__(self, dest: Path):
+        self.dest = Path(dest)
+
+    def picture(self, case: Case, file: str, caption: str = "", target: int = 192) -> Picture | None:
+        """A case's PNG or GIF, copied; None when the case did not write it."""
+        return self.copy(case, case.folder / file, file, caption, target)
+
+    def copy(self, case: Case, src: Path, file: str, caption: str = "", target: int = 192) -> Picture | None:
+        """Copy ``src`` to the case's folder of the report as ``file``; None when ``src`` does not exist."""
+        if not src.exists():
+            return None
+        rel = Path("img") / case.anchor / file
+        (self.dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, self.dest / rel)
+        with Image.open(src) as im:
+            return Picture(rel.as_posix(), *display_size(*im.size, target), caption)
+
+    def tiles(self, case: Case, name: str) -> list[Image.Image]:
+        """The images of a one-row strip ``name.png`` (square tiles, make_grid layout); [] when absent."""
+        path = case.folder / f"{name}.png"
+        if not path.exists():
+            return []
+        with Image.open(path) as im:
+            strip = im.convert("RGB")
+        side = strip.height - 2 * PAD
+        n, extra = divmod(strip.width - PAD, side + PAD)
+        if side <= 0 or extra:
+            return [strip]  # not a one-row strip of squares: show it whole
+        return [strip.crop((PAD + j * (side + PAD), PAD, PAD + j * (side + PAD) + side, PAD + side)) for j in range(n)]
+
+    def derived(self, case: Case, file: str, image: Image.Image, caption: str = "", target: int = 192) -> Picture:
+        """An image made for display (a tile, a hole, a shrunk copy), saved as PNG."""
+        rel = Path("img") / case.anchor / file
+        (self.dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        image.save(self.dest / rel)
+        return Picture(rel.as_posix(), *display_size(*image.size, target), caption)
+
+
+def hole(image: Image.Image, mask: Image.Image) -> Image.Image:
+    """The inpainting "hole to fill": the image where it is kept, black where the mask (white) regenerates."""
+    return ImageChops.multiply(image.convert("RGB"), ImageChops.invert(mask.convert("RGB")))
+
+
+def shrink(image: Image.Image, factor: int = 4) -> Image.Image:
+    """A hybrid seen from far away: the image downsampled by ``factor`` (area average)."""
+    return image.resize((max(1, image.width // factor), max(1, image.height // factor)), Image.Resampling.BOX)
