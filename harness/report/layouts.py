@@ -69,14 +69,14 @@ def _one_step(r: _Rows) -> None:
 
 
 def _iterative(r: _Rows) -> None:
-    r.row("denoising trajectory", [r.pic(f"x_t{t}", f"t = {t}") for t in r.p.get("keep", [])])
+    r.row("denoising trajectory", [r.pic(f"x_t{t}", f"t = {t}", target=128) for t in r.p.get("keep", [])])
     r.row("blur vs one-step vs iterative", [r.pic("blur", "Gaussian blur"), r.pic("one_step", "one-step denoised"),
                                             r.pic("iterative", "iteratively denoised")])
 
 
 def _samples(r: _Rows, key: str, values: list, label: Callable) -> None:
     for v in values:
-        r.row(label(v), [r.pic(f"samples_{key}{v:g}", "stage 1 (64x64)")])
+        r.row(label(v), [r.pic(f"samples_{key}{v:g}", "stage 1")])
         r.row(f"{label(v)}, super resolution", [r.pic(f"upsampled_{key}{v:g}", "stage 2", target=256)])
 
 
