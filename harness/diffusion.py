@@ -7,16 +7,20 @@ deterministic.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+from typing import Sequence
+
 import torch
 
 from harness.denoisers.base import VarianceType
+from harness.seeding import to_device
 
 
 def abar_at(alphas_cumprod: torch.Tensor, t, like: torch.Tensor) -> torch.Tensor:
     """abar_t broadcast to ``like`` (B, ...); t is an int or a (B,) tensor; t < 0 gives abar = 1."""
     t = torch.as_tensor(t, dtype=torch.long).reshape(-1)
     abar = torch.where(t >= 0, alphas_cumprod[t.clamp(min=0)], torch.ones((), dtype=alphas_cumprod.dtype))
-    return abar.to(like.device, torch.float32).reshape(-1, *([1] * (like.dim() - 1)))
+    return to_device(abar.to(torch.float32), like.device).reshape(-1, *([1] * (like.dim() - 1)))
 
 
 def forward(x0: torch.Tensor, t, alphas_cumprod: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -70,18 +74,71 @@ def step_log_variance(
     raise ValueError(f"unknown variance_type {variance_type!r}; valid: learned_range, fixed_large, fixed_small")
 
 
+@dataclass(frozen=True)
+class StepCoefficients:
+    """The scalars of the strided step t -> t' (float32, (1, 1, 1, 1) for an int t or (B, 1, 1, 1), on the
+    sampler's device), computed once per loop so that a step is only tensor arithmetic, with no host work."""
+
+    sqrt_one_minus_abar: torch.Tensor  # sqrt(1 - abar_t)
+    sqrt_abar: torch.Tensor  # sqrt(abar_t)
+    coef_x0: torch.Tensor  # sqrt(abar_t') beta_t / (1 - abar_t)
+    coef_xt: torch.Tensor  # sqrt(alpha_t) (1 - abar_t') / (1 - abar_t)
+    log_beta: torch.Tensor  # log beta_t
+    log_beta_tilde: torch.Tensor  # log beta_tilde (clamped at 1e-20)
+
+
+def step_coefficients(alphas_cumprod: torch.Tensor, t, t_prev, like: torch.Tensor) -> StepCoefficients:
+    """The scalars of `estimate_x0`, `step_mean` and `step_log_variance` for one (t, t'), by the same
+    float32 operations on ``like``'s device, so `strided_step` gives the same bits as `ddpm_step`."""
+    abar_t = abar_at(alphas_cumprod, t, like)
+    abar_prev = abar_at(alphas_cumprod, t_prev, like)
+    alpha = abar_t / abar_prev
+    beta = 1 - alpha
+    return StepCoefficients(
+        sqrt_one_minus_abar=(1 - abar_t).sqrt(), sqrt_abar=abar_t.sqrt(),
+        coef_x0=abar_prev.sqrt() * beta / (1 - abar_t), coef_xt=alpha.sqrt() * (1 - abar_prev) / (1 - abar_t),
+        log_beta=torch.log(beta), log_beta_tilde=torch.log(((1 - abar_prev) / (1 - abar_t) * beta).clamp(min=1e-20)))
+
+
+def step_schedule(alphas_cumprod: torch.Tensor, timesteps: Sequence[int], t_prevs: Sequence[int],
+                  like: torch.Tensor) -> list[StepCoefficients]:
+    """`step_coefficients` of every step (t_i, t'_i) of a loop, from one vectorised computation (elementwise
+    float32 operations, so each equals the per-step call bit for bit; tests/test_loops.py checks it)."""
+    c = step_coefficients(alphas_cumprod, torch.tensor(list(timesteps)), torch.tensor(list(t_prevs)), like)
+    return [StepCoefficients(*(getattr(c, f.name)[i:i + 1] for f in fields(c))) for i in range(len(timesteps))]
+
+
+def strided_step(
+    x_t: torch.Tensor, eps: torch.Tensor, c: StepCoefficients, noise: torch.Tensor,
+    variance_type: VarianceType = "fixed_small", v: torch.Tensor | None = None, x0_clip: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`ddpm_step` with precomputed coefficients: x0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t),
+    x_t' = coef_x0 x0 + coef_xt x_t + exp(log_var / 2) z.  Returns (x_t', x0)."""
+    x0 = (x_t - c.sqrt_one_minus_abar * eps) / c.sqrt_abar
+    if x0_clip is not None:
+        x0 = x0.clamp(-x0_clip, x0_clip)
+    mean = c.coef_x0 * x0 + c.coef_xt * x_t
+    if variance_type == "fixed_small":
+        log_var = c.log_beta_tilde
+    elif variance_type == "fixed_large":
+        log_var = c.log_beta
+    elif variance_type == "learned_range":
+        if v is None:
+            raise ValueError("learned_range variance needs the model's variance output v")
+        frac = (v + 1) / 2
+        log_var = frac * c.log_beta + (1 - frac) * c.log_beta_tilde
+    else:
+        raise ValueError(f"unknown variance_type {variance_type!r}; valid: learned_range, fixed_large, fixed_small")
+    return mean + torch.exp(0.5 * log_var) * noise, x0
+
+
 def ddpm_step(
     x_t: torch.Tensor, eps: torch.Tensor, t, t_prev, alphas_cumprod: torch.Tensor, noise: torch.Tensor,
     variance_type: VarianceType = "fixed_small", v: torch.Tensor | None = None, x0_clip: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One strided step: x0 = estimate_x0 (clamped to +-x0_clip if given), then
     x_t' = step_mean(x_t, x0) + exp(log_var / 2) * noise.  Returns (x_t', x0)."""
-    x0 = estimate_x0(x_t, eps, t, alphas_cumprod)
-    if x0_clip is not None:
-        x0 = x0.clamp(-x0_clip, x0_clip)
-    mean = step_mean(x_t, x0, t, t_prev, alphas_cumprod)
-    log_var = step_log_variance(t, t_prev, alphas_cumprod, variance_type, x_t, v)
-    return mean + torch.exp(0.5 * log_var) * noise, x0
+    return strided_step(x_t, eps, step_coefficients(alphas_cumprod, t, t_prev, x_t), noise, variance_type, v, x0_clip)
 
 
 def cfg(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, cfg_scale: float) -> torch.Tensor:

@@ -9,6 +9,8 @@ radius=(k-1)//2)`` per channel (tests/test_filters.py checks it).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
 
@@ -30,11 +32,19 @@ def gaussian_blur(x: torch.Tensor, kernel_size: int, sigma: float) -> torch.Tens
                          f"got {tuple(x.shape[-2:])}")
     batch = x if x.dim() == 4 else x[None]
     c = batch.shape[1]
-    w = gaussian_kernel1d(kernel_size, sigma).to(batch.device, batch.dtype)
+    w_row, w_col = _separable_weights(kernel_size, sigma, c, batch.device, batch.dtype)
     y = F.pad(batch, (pad, pad, pad, pad), mode="reflect")
-    y = F.conv2d(y, w.reshape(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    y = F.conv2d(y, w.reshape(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    y = F.conv2d(y, w_row, groups=c)
+    y = F.conv2d(y, w_col, groups=c)
     return y if x.dim() == 4 else y[0]
+
+
+@lru_cache(maxsize=32)
+def _separable_weights(kernel_size: int, sigma: float, c: int, device: torch.device, dtype: torch.dtype):
+    """The depthwise row (c, 1, 1, k) and column (c, 1, k, 1) kernels, built once per (k, sigma, c, device,
+    dtype): a sampling loop blurs every step and would otherwise rebuild (and copy to the GPU) each time."""
+    w = gaussian_kernel1d(kernel_size, sigma).to(device, dtype)
+    return w.reshape(1, 1, 1, -1).expand(c, 1, 1, -1), w.reshape(1, 1, -1, 1).expand(c, 1, -1, 1)
 
 
 def low_pass(x: torch.Tensor, kernel_size: int = 33, sigma: float = 2.0) -> torch.Tensor:

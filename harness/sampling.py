@@ -12,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from harness.denoisers.base import Denoiser
-from harness.diffusion import ddpm_step
+from harness.diffusion import step_schedule, strided_step
 from harness.seeding import randn
 
 AfterStep = Callable[[torch.Tensor, int, int], torch.Tensor]  # (x_t', i, t') -> x_t'
@@ -46,14 +46,15 @@ def iterative_denoise(
     x = x.float()
     kept: dict[int, torch.Tensor] = {}
     steps = range(i_start, len(timesteps) - 1)
+    coefs = dict(zip(steps, step_schedule(abar, timesteps[i_start:-1], timesteps[i_start + 1:], x)))
     for i in tqdm(steps, desc="iterative_denoise", disable=not progress, leave=False):
         t, t_prev = timesteps[i], timesteps[i + 1]
         if t in keep:
             kept[t] = x.clone()
         est = guide(denoiser, x, t)
         noise = randn(tuple(x.shape[1:]), generators, x.device)
-        x, _ = ddpm_step(x, est.eps.float(), t, t_prev, abar, noise, denoiser.variance_type,
-                         None if est.v is None else est.v.float(), denoiser.x0_clip)
+        x, _ = strided_step(x, est.eps.float(), coefs[i], noise, denoiser.variance_type,
+                            None if est.v is None else est.v.float(), denoiser.x0_clip)
         if after_step is not None:
             x = after_step(x, i + 1, t_prev)
     if timesteps[-1] in keep:

@@ -26,7 +26,16 @@ def generators(seed: int, stream: str, n: int, device: str | torch.device = "cpu
 
 def randn(shape: tuple[int, ...], gens: list[torch.Generator], device: str | torch.device = "cpu") -> torch.Tensor:
     """A (len(gens), *shape) float32 standard normal batch, row i drawn from gens[i] only."""
-    return torch.stack([torch.randn(shape, generator=g, device=g.device) for g in gens]).to(device)
+    return to_device(torch.stack([torch.randn(shape, generator=g, device=g.device) for g in gens]), device)
+
+
+def to_device(x: torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    """x on ``device``; a CPU draw bound for a GPU goes through pinned memory without blocking, so a
+    sampling or training loop never waits for the GPU (a plain ``.to("cuda")`` synchronises)."""
+    device = torch.device(device)
+    if device.type == "cuda" and x.device.type == "cpu":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
 
 
 def init_weights_(model: torch.nn.Module, generator: torch.Generator) -> torch.nn.Module:

@@ -14,8 +14,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from harness.diffusion import cfg, ddpm_step
-from harness.seeding import randn
+from harness.diffusion import cfg, step_schedule, strided_step
+from harness.seeding import randn, to_device
 
 
 def partb_timesteps(T: int = 300, stride: int = 1) -> list[int]:
@@ -29,22 +29,32 @@ def ddpm_sample(model: torch.nn.Module, alphas_cumprod: torch.Tensor, generators
                 labels: torch.Tensor | None = None, cfg_scale: float = 5.0, stride: int = 1,
                 keep_every: int = 0, variance_type: str | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Samples (N, 1, 28, 28) clamped to [0, 1] and, if keep_every > 0, every keep_every-th x_t
-    (the GIF's frames). labels: digits for the class-conditioned model (None: time-conditioned).
+    (the GIF's frames), on the CPU. labels: digits for the class-conditioned model (None: time-conditioned).
 
     variance_type None: beta_t (fixed_large, the course's Algorithm 2) at stride 1; on a strided subset
     the posterior variance beta-tilde (fixed_small), because the strided beta injects more noise in the
     last steps than the model removes at t = 0 (speckled backgrounds, measured on the quick checkpoints).
     """
+    x, frames = ddpm_loop(model, alphas_cumprod, generators, labels, cfg_scale, stride, keep_every, variance_type)
+    return x.cpu(), [f.cpu() for f in frames]
+
+
+@torch.inference_mode()
+def ddpm_loop(model: torch.nn.Module, alphas_cumprod: torch.Tensor, generators: Sequence[torch.Generator],
+              labels: torch.Tensor | None = None, cfg_scale: float = 5.0, stride: int = 1,
+              keep_every: int = 0, variance_type: str | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """`ddpm_sample`'s loop, its results left on the model's device (no host synchronisation)."""
     variance_type = variance_type or ("fixed_large" if stride == 1 else "fixed_small")
     model.eval()
     device = next(model.parameters()).device
     T = len(alphas_cumprod)
     ts = partb_timesteps(T, stride)
     x = randn((1, 28, 28), list(generators), device)
-    onehot = None if labels is None else F.one_hot(labels.to(device), 10).float()
+    onehot = None if labels is None else to_device(F.one_hot(labels, 10).float(), device)  # one_hot on CPU labels
     frames = []
-    for i, t in enumerate(ts):
-        t_prev = ts[i + 1] if i + 1 < len(ts) else -1
+    t_prevs = ts[1:] + [-1]
+    coefs = step_schedule(alphas_cumprod, ts, t_prevs, x)
+    for i, (t, t_prev) in enumerate(zip(ts, t_prevs)):
         t_in = torch.full((x.shape[0],), t / T, device=device)
         if onehot is None:
             eps = model(x, t_in)
@@ -52,7 +62,7 @@ def ddpm_sample(model: torch.nn.Module, alphas_cumprod: torch.Tensor, generators
             both = model(torch.cat([x, x]), torch.cat([t_in, t_in]), torch.cat([onehot, torch.zeros_like(onehot)]))
             eps = cfg(*both.chunk(2), cfg_scale)
         noise = randn((1, 28, 28), list(generators), device) if t_prev >= 0 else torch.zeros_like(x)
-        x, _ = ddpm_step(x, eps, t, t_prev, alphas_cumprod, noise, variance_type)
+        x, _ = strided_step(x, eps, coefs[i], noise, variance_type)
         if keep_every and (i % keep_every == 0 or t_prev < 0):
-            frames.append(x.clamp(0, 1).cpu())
-    return x.clamp(0, 1).cpu(), frames
+            frames.append(x.clamp(0, 1))
+    return x.clamp(0, 1), frames

@@ -29,7 +29,7 @@ from harness.partb.mnist import load_mnist, to_float
 from harness.partb.plot import line_plot
 from harness.partb.unet import ClassConditionalUNet, TimeConditionalUNet, UnconditionalUNet
 from harness.schedules import linear_alphas_cumprod
-from harness.seeding import init_weights_
+from harness.seeding import init_weights_, to_device
 
 KINDS = ("denoiser", "time", "class")
 
@@ -51,6 +51,17 @@ class Recipe:
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Speed:
+    """How a run is executed, not what it computes (kept out of the recipe and its checkpoints; benchmarks
+    record it): bf16 autocast of the forward pass, channels_last weights, a torch.compile'd model.
+    All off (the default) is the reference fp32 eager loop that the shipped checkpoints came from."""
+
+    bf16: bool = False
+    channels_last: bool = False
+    compile: bool = False
 
 
 PRESETS: dict[str, dict[str, Recipe]] = {
@@ -79,16 +90,17 @@ def build_model(kind: str, num_hiddens: int, generator: torch.Generator | None =
 
 def loss_fn(model, kind: str, x: torch.Tensor, labels: torch.Tensor | None, recipe: Recipe, gen: torch.Generator,
             abar: torch.Tensor) -> torch.Tensor:
-    """The kind's training loss on a batch x in [0, 1] (N, 1, 28, 28); every draw from ``gen`` (CPU)."""
-    eps = torch.randn(x.shape, generator=gen).to(x.device)
+    """The kind's training loss on a batch x in [0, 1] (N, 1, 28, 28); every draw from ``gen`` (CPU),
+    moved to x's device without a host synchronisation."""
+    eps = to_device(torch.randn(x.shape, generator=gen), x.device)
     if kind == "denoiser":
         return F.mse_loss(model(x + recipe.sigma * eps), x)
     t = torch.randint(0, recipe.T, (x.shape[0],), generator=gen)
     x_t = forward(x, t, abar, eps)
-    t_in = (t.float() / recipe.T).to(x.device)
+    t_in = to_device(t.float() / recipe.T, x.device)
     if kind == "time":
         return F.mse_loss(model(x_t, t_in), eps)
-    return F.mse_loss(model(x_t, t_in, _onehot_dropped(labels, recipe.p_uncond, gen).to(x.device)), eps)
+    return F.mse_loss(model(x_t, t_in, to_device(_onehot_dropped(labels, recipe.p_uncond, gen), x.device)), eps)
 
 
 def _onehot_dropped(labels: torch.Tensor, p_uncond: float, gen: torch.Generator) -> torch.Tensor:
@@ -100,8 +112,8 @@ def _onehot_dropped(labels: torch.Tensor, p_uncond: float, gen: torch.Generator)
 class Trainer:
     """One training run: data, model, optimiser, schedule, logs and checkpoints in ``out_dir``."""
 
-    def __init__(self, recipe: Recipe, out_dir: Path, seed: int = 0, device: str = "cpu"):
-        self.recipe, self.out, self.device = recipe, Path(out_dir), torch.device(device)
+    def __init__(self, recipe: Recipe, out_dir: Path, seed: int = 0, device: str = "cpu", speed: Speed = Speed()):
+        self.recipe, self.out, self.device, self.speed = recipe, Path(out_dir), torch.device(device), speed
         self.gen = torch.Generator().manual_seed(seed)
         self.seed = seed
         images, labels = load_mnist("train")
@@ -111,20 +123,24 @@ class Trainer:
         self.x_test, self.y_test = to_float(ti[: recipe.test_subset]).to(self.device), torch.from_numpy(tl[: recipe.test_subset])
         self.abar = linear_alphas_cumprod(recipe.T)
         self.model = build_model(recipe.kind, recipe.num_hiddens, self.gen).to(self.device)
+        if speed.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward_model = torch.compile(self.model) if speed.compile else self.model
         self.opt = torch.optim.Adam(self.model.parameters(), lr=recipe.lr)
         self.sched = torch.optim.lr_scheduler.ExponentialLR(self.opt, 0.1 ** (1 / recipe.epochs)) if recipe.lr_decay else None
         self.epoch, self.train_log, self.test_log = 0, [], []
 
     # -- the loop --------------------------------------------------------------------------------
     def batch_loss(self, idx: torch.Tensor) -> torch.Tensor:
-        return loss_fn(self.model, self.recipe.kind, self.x[idx.to(self.device)], self.y[idx], self.recipe, self.gen, self.abar)
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.speed.bf16):
+            return loss_fn(self.forward_model, self.recipe.kind, self.x[to_device(idx, self.device)], self.y[idx],
+                           self.recipe, self.gen, self.abar)
 
-    def train_epoch(self, progress: bool, max_steps: int | None = None) -> None:
+    def train_steps(self, perm: torch.Tensor, steps: int, progress: bool = False) -> torch.Tensor:
+        """The step loop: batches perm[i B:(i+1) B] of the data held as one tensor on the device, one Adam
+        step each; the losses stay on the device (no host synchronisation per step). Returns them (steps,)."""
         self.model.train()
         r = self.recipe
-        perm = torch.randperm(len(self.x), generator=self.gen)
-        steps = math.ceil(len(perm) / r.batch_size)
-        steps = steps if max_steps is None else min(steps, max_steps)
         losses = []
         for i in tqdm(range(steps), desc=f"{r.kind} epoch {self.epoch + 1}/{r.epochs}", disable=not progress, leave=False):
             loss = self.batch_loss(perm[i * r.batch_size:(i + 1) * r.batch_size])
@@ -132,11 +148,19 @@ class Trainer:
             loss.backward()
             self.opt.step()
             losses.append(loss.detach())
+        return torch.stack(losses)
+
+    def train_epoch(self, progress: bool, max_steps: int | None = None) -> None:
+        """One epoch: a permutation from the run's generator, `train_steps`, then the losses fetched once
+        and the test loss."""
+        perm = torch.randperm(len(self.x), generator=self.gen)
+        steps = math.ceil(len(perm) / self.recipe.batch_size)
+        losses = self.train_steps(perm, steps if max_steps is None else min(steps, max_steps), progress).tolist()
         if self.sched is not None:
             self.sched.step()
         self.epoch += 1
         start = len(self.train_log)
-        self.train_log += [(start + i + 1, self.epoch, v) for i, v in enumerate(torch.stack(losses).tolist())]
+        self.train_log += [(start + i + 1, self.epoch, v) for i, v in enumerate(losses)]
         self.test_log.append((self.epoch, self.test_loss()))
 
     @torch.no_grad()
@@ -215,10 +239,11 @@ def _write_csv(path: Path, header: list[str], rows) -> None:
 
 
 def train(kind: str, preset: str = "quick", out_dir: str | Path = "out/train", seed: int = 0, device: str = "cpu",
-          resume: bool = True, max_steps: int | None = None, progress: bool = True, **overrides) -> Trainer:
+          resume: bool = True, max_steps: int | None = None, progress: bool = True, speed: Speed = Speed(),
+          **overrides) -> Trainer:
     """Train ``kind`` with a preset (``overrides`` change recipe fields); checkpoints at save_epochs."""
     recipe = dataclasses.replace(PRESETS[preset][kind], **overrides)
-    trainer = Trainer(recipe, Path(out_dir), seed, device)
+    trainer = Trainer(recipe, Path(out_dir), seed, device, speed)
     if resume and trainer.load_state() and progress:
         print(f"resuming {kind} from epoch {trainer.epoch}")
     while trainer.epoch < recipe.epochs:
