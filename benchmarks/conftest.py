@@ -12,6 +12,19 @@ import pytest
 import torch
 
 from harness.denoisers.base import NoiseEstimate
+from harness.partb.train import Speed
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("diffusion-harness benchmarks")
+    group.addoption("--bf16", action="store_true", help="Part B training under bf16 autocast (recorded in extra_info)")
+    group.addoption("--channels-last", action="store_true", help="Part B training with channels_last weights")
+    group.addoption("--compile", action="store_true", help="Part B training with a torch.compile'd UNet")
+
+
+def speed_flags(config) -> Speed:
+    return Speed(bf16=config.getoption("--bf16"), channels_last=config.getoption("--channels-last"),
+                 compile=config.getoption("--compile"))
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
