@@ -23,9 +23,9 @@ def _deepfloyd(device: str):
 
 
 def _mnist(device: str):
-    from harness.partb.checkpoints import MnistCheckpoints
+    from harness.denoisers.mnist import MnistBackend
 
-    return MnistCheckpoints(device)
+    return MnistBackend(device)
 
 
 BACKENDS: dict[str, Callable[[str], object]] = {"tiny-if": _tiny_if, "deepfloyd": _deepfloyd, "mnist": _mnist}
@@ -33,6 +33,16 @@ BACKENDS: dict[str, Callable[[str], object]] = {"tiny-if": _tiny_if, "deepfloyd"
 
 def backend_names() -> list[str]:
     return list(BACKENDS)
+
+
+def backend_params(name: str) -> dict[str, dict]:
+    """Section parameters a backend declares over the sections' own (section id -> parameters),
+    known without loading the backend."""
+    if name == "mnist":
+        from harness.denoisers.mnist import SECTION_PARAMS
+
+        return SECTION_PARAMS
+    return {}
 
 
 @lru_cache(maxsize=None)

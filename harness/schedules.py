@@ -28,14 +28,24 @@ def linear_alphas_cumprod(num_train_timesteps: int = 300, beta_start: float = 1e
     return torch.cumprod(1 - betas, dim=0)
 
 
-def strided_timesteps(start: int = 990, stride: int = 30) -> list[int]:
-    """The course's list: start, start - stride, ..., ending with 0 (appended if the stride skips it).
+def strided_timesteps(start: int = 990, stride: int = 30, num_train_timesteps: int = 1000) -> list[int]:
+    """The course's list on IF's 1000-step scale: start, start - stride, ..., ending with 0 (appended if
+    the stride skips it), mapped onto a model trained with T = num_train_timesteps steps as
+    t -> floor(t T / 1000) (the same fraction of the schedule); steps that collide there are merged.
 
-    strided_timesteps(990, 30) == [990, 960, ..., 30, 0] (34 values).
+    strided_timesteps(990, 30) == [990, 960, ..., 30, 0] (34 values);
+    strided_timesteps(990, 30, 300) == [297, 288, ..., 9, 0] (34 values: i_start keeps its meaning
+    whenever stride >= 1000 / T).
     """
-    if stride <= 0 or start < 0:
-        raise ValueError(f"need start >= 0 and stride > 0, got start={start}, stride={stride}")
+    if stride <= 0 or start < 0 or start >= 1000:
+        raise ValueError(f"need 0 <= start < 1000 and stride > 0, got start={start}, stride={stride}")
     steps = list(range(start, -1, -stride))
     if steps[-1] != 0:
         steps.append(0)
-    return steps
+    mapped = [course_t(t, num_train_timesteps) for t in steps]
+    return [t for i, t in enumerate(mapped) if i == 0 or t != mapped[i - 1]]
+
+
+def course_t(t: int, num_train_timesteps: int = 1000) -> int:
+    """A timestep on the course's 1000-step scale mapped onto T steps: floor(t T / 1000)."""
+    return t * num_train_timesteps // 1000

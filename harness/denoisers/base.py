@@ -31,7 +31,10 @@ class Denoiser(Protocol):
     Attributes:
         name: backend name (``"tiny-if"``, ``"deepfloyd"``, ``"mnist"``).
         alphas_cumprod: abar_t for t = 0..T-1, float64 on CPU, the schedule the model was trained with.
-        image_shape: (C, H, W) of the images it denoises, values in [-1, 1].
+        image_shape: (C, H, W) of the images it denoises.
+        data_range: (lo, hi) of the clean images it was trained on: IF (-1, 1), the Part B UNets (0, 1).
+            A variance-preserving process does not survive rescaling its data, so callers hand the
+            model images in this range (`to_data_range`) and show results in [-1, 1] (`from_data_range`).
         variance_type: how a strided step draws its noise (``learned_range`` uses ``v``).
         x0_clip: if not None, the clean estimate is clamped to [-x0_clip, x0_clip] in every step
             (a declared property: random-weight twins need it to stay finite; real IF does not).
@@ -41,6 +44,7 @@ class Denoiser(Protocol):
     name: str
     alphas_cumprod: torch.Tensor
     image_shape: tuple[int, int, int]
+    data_range: tuple[float, float]
     variance_type: VarianceType
     x0_clip: float | None
     device: torch.device
@@ -53,3 +57,15 @@ class Denoiser(Protocol):
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> NoiseEstimate:
         """Noise estimate for x_t (B, C, H, W) at timesteps t (B,) under cond (B, ...)."""
         ...
+
+
+def to_data_range(denoiser: Denoiser, x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> the denoiser's data_range (lo, hi): x (hi - lo) / 2 + (hi + lo) / 2 (exact identity for IF)."""
+    lo, hi = denoiser.data_range
+    return x * ((hi - lo) / 2) + (hi + lo) / 2
+
+
+def from_data_range(denoiser: Denoiser, x: torch.Tensor) -> torch.Tensor:
+    """The denoiser's data_range -> [-1, 1], the inverse of `to_data_range`."""
+    lo, hi = denoiser.data_range
+    return (x - (hi + lo) / 2) / ((hi - lo) / 2)

@@ -67,6 +67,7 @@ class IFDenoiser:
     """Stage 1 of IF as a `Denoiser`: eps and the learned-range value v from the 6-channel UNet output."""
 
     variance_type = "learned_range"
+    data_range = (-1.0, 1.0)
 
     def __init__(self, name: str, pipe: IFPipeline, prompts: PromptCache, device: torch.device,
                  x0_clip: float | None):
@@ -96,6 +97,7 @@ class IFBackend:
     stage1: IFPipeline
     stage2: IFSuperResolutionPipeline
     device: torch.device
+    judge = None  # nothing here reads what an IF image depicts
 
     def _embeds(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         return self.denoiser.condition(prompts), self.denoiser.condition([None] * len(prompts))

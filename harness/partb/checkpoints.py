@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
@@ -76,13 +75,7 @@ def export(train_dir: str | Path, kind: str, metrics: dict | None = None, root: 
     return written
 
 
-@dataclass(frozen=True)
-class MnistCheckpoints:
-    """The `mnist` backend: the shipped checkpoints, loaded on demand."""
-
-    device: str = "cpu"
-    name: str = "mnist"
-
-    @lru_cache(maxsize=None)
-    def model(self, kind: str, epoch: int) -> torch.nn.Module:
-        return load(kind, epoch, device=self.device)[0]
+@lru_cache(maxsize=None)
+def load_model(kind: str, epoch: int, device: str = "cpu") -> torch.nn.Module:
+    """The shipped checkpoint's model, loaded once per process (the `mnist` backend's models)."""
+    return load(kind, epoch, device=device)[0]

@@ -1,40 +1,63 @@
 """Part A: the pretrained pixel diffusion model (DeepFloyd IF) sections of the writeups.
 
-Every section runs on any IF backend (`tiny-if`, `deepfloyd`). Test images stand in for the course's
-Campanile photo (see harness.images). Images are 64x64 in [-1, 1]; estimates are clamped to [-1, 1]
-before they are shown or measured, as the course does for display.
+Every section runs on every Part A backend (`tiny-if`, `deepfloyd`, `mnist`) through the `Denoiser`
+interface alone; what differs per backend comes from its declared properties: `data_range`,
+`alphas_cumprod` (the course's 1000-step timesteps are mapped onto its T by `strided_timesteps` and
+`course_t`), its section parameters (`harness.backends.backend_params`: digits and MNIST test digits for
+`mnist`), and its `judge` (a classifier that reads results, or None). Test images stand in for the
+course's Campanile photo (see harness.images). Shown and measured images are in [-1, 1], clamped as
+the course does for display; timesteps in image names are on the course's 1000-step scale.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 import torch
 
 from harness import images as im
+from harness.denoisers.base import from_data_range, to_data_range
 from harness.diffusion import estimate_x0, forward
 from harness.editing import inpaint, sdedit
-from harness.filters import gaussian_blur
+from harness.filters import gaussian_blur, low_pass
 from harness.guides import CFG, VIEWS, Anagram, Hybrid, Plain
 from harness.metrics import psnr, ssim
 from harness.outputs import Outputs
 from harness.sampling import iterative_denoise, sample
-from harness.schedules import strided_timesteps
+from harness.schedules import course_t, strided_timesteps
 from harness.sections.registry import Relation, RunContext, Section, register
 from harness.seeding import randn
 
-IF_BACKENDS = ("tiny-if", "deepfloyd")
-TRAINED = ("deepfloyd",)
+A_BACKENDS = ("tiny-if", "deepfloyd", "mnist")
+TRAINED = ("deepfloyd", "mnist")  # relations that only a trained model satisfies
+JUDGED = ("mnist",)  # backends with a judge (classifier): relations on what the results depict
 PHOTO = "a high quality photo"
 NOISE_LEVELS = (250, 500, 750)
+ANAGRAM_FLOOR = 0.5  # mnist: share of anagrams read as a upright and b viewed, over pairs and seeds (README)
+HYBRID_LOW_FLOOR = 0.75  # mnist: share of hybrids whose low-pass reads as the far digit, over pairs and seeds
+
+
+def _size(ctx: RunContext) -> int:
+    return ctx.backend().denoiser.image_shape[-1]
+
+
+def _ts(den, stride: int) -> list[int]:
+    """The course's strided timesteps from 990, on the denoiser's own T."""
+    return strided_timesteps(990, stride, len(den.alphas_cumprod))
+
+
+def _show(den, x: torch.Tensor) -> torch.Tensor:
+    """A result in the denoiser's data range, as shown and measured: [-1, 1], clamped."""
+    return from_data_range(den, x).clamp(-1, 1)
 
 
 def _clean_images(ctx: RunContext, names: Sequence[str], out: Outputs) -> torch.Tensor:
-    """The section's clean images (N, 3, 64, 64): the user's --image if given, else scikit-image photos."""
+    """The section's clean images (N, C, S, S) in [-1, 1]: the user's --image if given, else test images."""
     if ctx.image is not None:
         out.meta["images"] = [{"source": ctx.image_source}]
         return ctx.image[None].to(ctx.device)
-    pics, metas = zip(*(im.test_image(name) for name in names))
+    pics, metas = zip(*(im.test_image(name, _size(ctx)) for name in names))
     out.meta["images"] = list(metas)
     return torch.stack(pics).to(ctx.device)
 
@@ -43,14 +66,32 @@ def _prompt(ctx: RunContext, default: str) -> str:
     return ctx.prompt if ctx.prompt is not None else default
 
 
-def _cfg(den, prompt: str, n: int, cfg_scale: float) -> CFG:
-    return CFG(den.condition([prompt] * n), den.condition([None] * n), cfg_scale)
+def _prompts(ctx: RunContext, default: str | Sequence[str], n: int) -> list[str]:
+    """One prompt per image: the user's --prompt, a list of n, or one prompt for all n."""
+    if ctx.prompt is not None or isinstance(default, str):
+        return [_prompt(ctx, default)] * n
+    if len(default) != n:
+        raise ValueError(f"{len(default)} prompts for {n} images")
+    return list(default)
 
 
-def _noisy(ctx: RunContext, clean: torch.Tensor, t: int, abar: torch.Tensor) -> torch.Tensor:
-    """forward(clean, t) with the case's noise stream for t (shared by 1.1-1.4, so they see one x_t)."""
+def _cfg(den, prompts: Sequence[str], cfg_scale: float) -> CFG:
+    return CFG(den.condition(prompts), den.condition([None] * len(prompts)), cfg_scale)
+
+
+def _noisy(ctx: RunContext, den, clean: torch.Tensor, t: int) -> torch.Tensor:
+    """forward(clean, t) in the denoiser's data range, t on its own scale, with the case's noise stream
+    for t (shared by 1.1-1.4, so they see one x_t)."""
     eps = randn(tuple(clean.shape[1:]), ctx.gens(f"noise/t{t}", clean.shape[0]), clean.device)
-    return forward(clean, t, abar, eps)
+    return forward(to_data_range(den, clean), t, den.alphas_cumprod, eps)
+
+
+def _judge_prompts(ctx: RunContext, out: Outputs, name: str, x: torch.Tensor, prompts: Sequence[str]) -> None:
+    """Where the backend has a judge: the share of images read as the digit their prompt asked for."""
+    judge = ctx.backend().judge
+    if judge is not None:
+        wanted = torch.tensor([judge.label(p) for p in prompts])
+        out.metrics[f"{name}_prompt_accuracy"] = float((judge.classify(x) == wanted).float().mean())
 
 
 def _measure(out: Outputs, prefix: str, x: torch.Tensor, clean: torch.Tensor) -> None:
@@ -66,10 +107,11 @@ def run_a0(ctx: RunContext) -> Outputs:
     for steps in p["num_inference_steps"]:
         low = backend.text_to_image(prompts, ctx.gens(f"stage1/steps{steps}", len(prompts)), steps,
                                     p["cfg_scale"], progress=ctx.progress)
-        high = backend.upsample(low, prompts, ctx.gens(f"stage2/steps{steps}", len(prompts)), steps,
-                                progress=ctx.progress)
         out.add_image(f"stage1_steps{steps}", low)
-        out.add_image(f"stage2_steps{steps}", high)
+        if backend.upsample is not None:
+            high = backend.upsample(low, prompts, ctx.gens(f"stage2/steps{steps}", len(prompts)), steps,
+                                    progress=ctx.progress)
+            out.add_image(f"stage2_steps{steps}", high)
     return out
 
 
@@ -79,7 +121,7 @@ def run_forward(ctx: RunContext) -> Outputs:
     clean = _clean_images(ctx, [ctx.params["image"]], out)
     out.add_image("clean", clean)
     for t in ctx.params["t"]:
-        x_t = _noisy(ctx, clean, t, den.alphas_cumprod)
+        x_t = from_data_range(den, _noisy(ctx, den, clean, course_t(t, len(den.alphas_cumprod))))
         out.add_image(f"noisy_t{t}", x_t)
         out.metrics[f"noisy_t{t}_psnr"] = psnr(x_t.clamp(-1, 1), clean)
     return out
@@ -90,9 +132,9 @@ def run_blur(ctx: RunContext) -> Outputs:
     den, out = ctx.backend().denoiser, Outputs()
     clean = _clean_images(ctx, [ctx.params["image"]], out)
     for t in ctx.params["t"]:
-        x_t = _noisy(ctx, clean, t, den.alphas_cumprod)
+        x_t = _noisy(ctx, den, clean, course_t(t, len(den.alphas_cumprod)))
         for k, sigma in ctx.params["blur"]:
-            blurred = gaussian_blur(x_t, k, sigma).clamp(-1, 1)
+            blurred = _show(den, gaussian_blur(x_t, k, sigma))
             out.add_image(f"blur_t{t}_k{k}_s{sigma:g}", blurred)
             _measure(out, f"blur_t{t}_k{k}_s{sigma:g}", blurred, clean)
     return out
@@ -105,9 +147,10 @@ def run_one_step(ctx: RunContext) -> Outputs:
     guide = Plain(den.condition([p["prompt"]] * clean.shape[0]))
     k, sigma = p["blur"]
     for t in p["t"]:
-        x_t = _noisy(ctx, clean, t, den.alphas_cumprod)
-        x0 = estimate_x0(x_t, guide(den, x_t, t).eps.float(), t, den.alphas_cumprod).clamp(-1, 1)
-        blurred = gaussian_blur(x_t, k, sigma).clamp(-1, 1)
+        tm = course_t(t, len(den.alphas_cumprod))
+        x_t = _noisy(ctx, den, clean, tm)
+        x0 = _show(den, estimate_x0(x_t, guide(den, x_t, tm).eps.float(), tm, den.alphas_cumprod))
+        blurred = _show(den, gaussian_blur(x_t, k, sigma))
         out.add_image(f"one_step_t{t}", x0)
         out.add_image(f"blur_t{t}", blurred)
         _measure(out, f"one_step_t{t}", x0, clean)
@@ -119,18 +162,18 @@ def run_iterative(ctx: RunContext) -> Outputs:
     """1.4: iterative_denoise from i_start (t = 690) over strided_timesteps, beside one-step and blur."""
     den, p, out = ctx.backend().denoiser, ctx.params, Outputs()
     clean = _clean_images(ctx, [p["image"]], out)
-    ts = strided_timesteps(990, p["stride"])
+    ts = _ts(den, p["stride"])
     t = ts[p["i_start"]]
-    x_t = _noisy(ctx, clean, t, den.alphas_cumprod)
+    x_t = _noisy(ctx, den, clean, t)
     guide = Plain(den.condition([p["prompt"]] * clean.shape[0]))
+    keep = {s: course_t(s, len(den.alphas_cumprod)) for s in p["keep"]}
     x0, kept = iterative_denoise(den, x_t, ts, p["i_start"], guide, ctx.gens("iterative", clean.shape[0]),
-                                 keep=p["keep"], progress=ctx.progress)
-    for s in p["keep"]:
-        out.add_image(f"x_t{s}", kept[s])
-    one_step = estimate_x0(x_t, guide(den, x_t, t).eps.float(), t, den.alphas_cumprod).clamp(-1, 1)
+                                 keep=list(keep.values()), progress=ctx.progress)
+    for s, s_model in keep.items():
+        out.add_image(f"x_t{s}", from_data_range(den, kept[s_model]))
+    one_step = _show(den, estimate_x0(x_t, guide(den, x_t, t).eps.float(), t, den.alphas_cumprod))
     k, sigma = p["blur"]
-    results = {"iterative": x0.clamp(-1, 1), "one_step": one_step,
-               "blur": gaussian_blur(x_t, k, sigma).clamp(-1, 1)}
+    results = {"iterative": _show(den, x0), "one_step": one_step, "blur": _show(den, gaussian_blur(x_t, k, sigma))}
     for name, x in results.items():
         out.add_image(name, x)
         _measure(out, name, x, clean)
@@ -138,54 +181,81 @@ def run_iterative(ctx: RunContext) -> Outputs:
     return out
 
 
-def _samples(ctx: RunContext, stream: str, n: int, ts: list[int], guide) -> torch.Tensor:
+def _samples(ctx: RunContext, stream: str, stride: int, guide, n: int) -> torch.Tensor:
     den = ctx.backend().denoiser
-    return sample(den, ts, guide, ctx.gens(stream, n), progress=ctx.progress).clamp(-1, 1)
+    return _show(den, sample(den, _ts(den, stride), guide, ctx.gens(stream, n), progress=ctx.progress))
+
+
+def _sample_prompts(ctx: RunContext) -> list[str]:
+    """num_samples images of each prompt (the section's prompt, or list of prompts, or --prompt)."""
+    prompts = [ctx.prompt] if ctx.prompt is not None else _as_list(ctx.params["prompt"])
+    return [q for q in prompts for _ in range(ctx.params["num_samples"])]
+
+
+def _as_list(value: str | Sequence[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _judge_samples(ctx: RunContext, out: Outputs, name: str, x: torch.Tensor, prompts: Sequence[str]) -> None:
+    """Where the backend has a judge: prompt accuracy and FID-lite of samples."""
+    _judge_prompts(ctx, out, name, x, prompts)
+    if ctx.backend().judge is not None:
+        out.metrics[f"{name}_fid_lite"] = ctx.backend().judge.fid_lite(x)
 
 
 def run_sampling(ctx: RunContext) -> Outputs:
     """1.5: sampling from pure noise with the prompt (no CFG) at each stride, then stage-2 upsampling."""
     backend, p, out = ctx.backend(), ctx.params, Outputs()
-    prompt = _prompt(ctx, p["prompt"])
-    guide = Plain(backend.denoiser.condition([prompt] * p["num_samples"]))
+    prompts = _sample_prompts(ctx)
+    guide = Plain(backend.denoiser.condition(prompts))
     for stride in p["strides"]:
-        x = _samples(ctx, f"sample/stride{stride}", p["num_samples"], strided_timesteps(990, stride), guide)
+        x = _samples(ctx, f"sample/stride{stride}", stride, guide, len(prompts))
         out.add_image(f"samples_stride{stride}", x)
-        _upsample(ctx, out, f"stride{stride}", x, prompt)
+        _judge_samples(ctx, out, f"samples_stride{stride}", x, prompts)
+        _upsample(ctx, out, f"stride{stride}", x, prompts)
     return out
 
 
 def run_cfg(ctx: RunContext) -> Outputs:
     """1.6: sampling with classifier-free guidance, eps = eps_u + gamma (eps_c - eps_u), per cfg_scale."""
     backend, p, out = ctx.backend(), ctx.params, Outputs()
-    prompt = _prompt(ctx, p["prompt"])
+    prompts = _sample_prompts(ctx)
     for scale in p["cfg_scales"]:
-        guide = _cfg(backend.denoiser, prompt, p["num_samples"], scale)
-        x = _samples(ctx, f"cfg/scale{scale:g}", p["num_samples"], strided_timesteps(990, p["stride"]), guide)
+        guide = _cfg(backend.denoiser, prompts, scale)
+        x = _samples(ctx, f"cfg/scale{scale:g}", p["stride"], guide, len(prompts))
         out.add_image(f"samples_cfg{scale:g}", x)
-        _upsample(ctx, out, f"cfg{scale:g}", x, prompt)
+        _judge_samples(ctx, out, f"samples_cfg{scale:g}", x, prompts)
+        _upsample(ctx, out, f"cfg{scale:g}", x, prompts)
     return out
 
 
-def _upsample(ctx: RunContext, out: Outputs, name: str, x: torch.Tensor, prompt: str) -> None:
+def _upsample(ctx: RunContext, out: Outputs, name: str, x: torch.Tensor, prompts: Sequence[str]) -> None:
     """The writeups' "+ super resolution" figures: stage-2 upsampling of 64x64 results."""
-    if ctx.params.get("upsample_steps"):
-        up = ctx.backend().upsample(x, [prompt] * x.shape[0], ctx.gens(f"upsample/{name}", x.shape[0]),
+    if ctx.params.get("upsample_steps") and ctx.backend().upsample is not None:
+        up = ctx.backend().upsample(x, list(prompts), ctx.gens(f"upsample/{name}", x.shape[0]),
                                     ctx.params["upsample_steps"], progress=ctx.progress)
         out.add_image(f"upsampled_{name}", up)
 
 
 def _sdedit_grid(ctx: RunContext, out: Outputs, tag: str, clean: torch.Tensor, prompt: str, strides: Sequence[int]) -> None:
-    """SDEdit of every clean image at each (stride, i_start); PSNR/SSIM against the clean image."""
-    den, p = ctx.backend().denoiser, ctx.params
-    guide = _cfg(den, prompt, clean.shape[0], p["cfg_scale"])
+    """SDEdit of every clean image at each (stride, i_start); PSNR/SSIM against the clean image and,
+    where the backend has a judge, the share of results read as the same digit as their input
+    (`agreement`) and as the prompt's digit (`prompt_accuracy`)."""
+    backend, p = ctx.backend(), ctx.params
+    den, judge = backend.denoiser, backend.judge
+    guide = _cfg(den, [prompt] * clean.shape[0], p["cfg_scale"])
     for stride in strides:
-        ts = strided_timesteps(990, stride)
+        ts = _ts(den, stride)
         for i_start in p["i_start"]:
             name = f"{tag}_stride{stride}_i{i_start}"
-            x = sdedit(den, clean, ts, i_start, guide, ctx.gens(name, clean.shape[0]), progress=ctx.progress)
-            out.add_image(name, x.clamp(-1, 1))
-            _measure(out, name, x.clamp(-1, 1), clean)
+            x = _show(den, sdedit(den, to_data_range(den, clean), ts, i_start, guide,
+                                  ctx.gens(name, clean.shape[0]), progress=ctx.progress))
+            out.add_image(name, x)
+            _measure(out, name, x, clean)
+            if judge is not None:
+                out.metrics[f"{name}_agreement"] = float((judge.classify(x) == judge.classify(clean)).float().mean())
+                if judge.label(prompt) is not None:
+                    _judge_prompts(ctx, out, name, x, [prompt] * len(x))
 
 
 def run_sdedit(ctx: RunContext) -> Outputs:
@@ -199,10 +269,10 @@ def run_sdedit(ctx: RunContext) -> Outputs:
 
 def run_sdedit_drawn(ctx: RunContext) -> Outputs:
     """1.7.1: SDEdit of non-photographs (a web-style picture, hand drawings, a stroke edit) onto photos."""
-    p, out = ctx.params, Outputs()
-    pics = {"web": im.web_image()}
-    pics.update({f"drawn_{name}": im.hand_drawn(name) for name in p["drawings"]})
-    pics.update({f"stroke_{name}": im.stroke_edit(p["stroke_base"], name) for name in p["strokes"]})
+    p, out, size = ctx.params, Outputs(), _size(ctx)
+    pics = {"web": im.web_image(p["web"], size)}
+    pics.update({f"drawn_{name}": im.hand_drawn(name, size) for name in p["drawings"]})
+    pics.update({f"stroke_{name}": im.stroke_edit(p["stroke_base"], name, size) for name in p["strokes"]})
     out.meta["images"] = {k: meta for k, (_, meta) in pics.items()}
     clean = torch.stack([x for x, _ in pics.values()]).to(ctx.device)
     out.add_image("originals", clean)
@@ -212,23 +282,24 @@ def run_sdedit_drawn(ctx: RunContext) -> Outputs:
 
 def run_inpaint(ctx: RunContext) -> Outputs:
     """1.7.2: inpainting; after each step x_t' = m x_t' + (1 - m) forward(x_orig, t')."""
-    den, p, out = ctx.backend().denoiser, ctx.params, Outputs()
+    den, p, out, size = ctx.backend().denoiser, ctx.params, Outputs(), _size(ctx)
     if ctx.image is not None:
         clean = _clean_images(ctx, [], out)
-        masks = (ctx.mask if ctx.mask is not None else im.mask(p["masks"][0]))[None]
+        masks = (ctx.mask if ctx.mask is not None else im.mask(p["masks"][0], size))[None]
     else:
         clean = _clean_images(ctx, p["images"], out)
-        masks = torch.stack([im.mask(name) for name in p["masks"]])
+        masks = torch.stack([im.mask(name, size) for name in p["masks"]])
     masks = masks.to(ctx.device)
     out.meta["masks"] = ["user"] if ctx.mask is not None else list(p["masks"][: len(masks)])
     n = clean.shape[0]
-    guide = _cfg(den, _prompt(ctx, PHOTO), n, p["cfg_scale"])
-    x = inpaint(den, clean, masks, strided_timesteps(990, p["stride"]), guide, ctx.gens("inpaint", n),
-                ctx.gens("inpaint/renoise", n), progress=ctx.progress).clamp(-1, 1)
+    prompts = _prompts(ctx, p["prompt"], n)
+    x = _show(den, inpaint(den, to_data_range(den, clean), masks, _ts(den, p["stride"]), _cfg(den, prompts, p["cfg_scale"]),
+                           ctx.gens("inpaint", n), ctx.gens("inpaint/renoise", n), progress=ctx.progress))
     out.add_image("clean", clean)
     out.add_image("mask", masks.expand_as(clean) * 2 - 1)
     out.add_image("inpainted", x)
     out.metrics["known_region_max_abs_err"] = float(((x - clean).abs() * (1 - masks)).max())
+    _judge_prompts(ctx, out, "inpainted", x, prompts)
     return out
 
 
@@ -245,95 +316,154 @@ def run_img2img(ctx: RunContext) -> Outputs:
 
 
 def run_anagrams(ctx: RunContext) -> Outputs:
-    """1.8: visual anagrams, eps = mean_i view_i^-1(CFG(eps(view_i(x_t), p_i))), one batched call per step."""
-    den, p, out = ctx.backend().denoiser, ctx.params, Outputs()
-    ts = strided_timesteps(990, p["stride"])
-    uncond = den.condition([None])
+    """1.8: visual anagrams, eps = mean_i view_i^-1(CFG(eps(view_i(x_t), p_i))), one batched call per step;
+    num_seeds anagrams per (prompt_a, prompt_b, view). Where the backend has a judge: how often the
+    upright image reads as a, the viewed one as b, and both (`success`)."""
+    backend, p, out = ctx.backend(), ctx.params, Outputs()
+    den, judge, n = backend.denoiser, backend.judge, p["num_seeds"]
+    ts = _ts(den, p["stride"])
+    uncond = den.condition([None] * n)
     out.meta["anagrams"] = [list(a) for a in p["anagrams"]]
     for j, (prompt_a, prompt_b, view) in enumerate(p["anagrams"]):
         views = [VIEWS["identity"], VIEWS[view]]
-        guide = Anagram(views, [den.condition([prompt_a]), den.condition([prompt_b])], uncond, p["cfg_scale"])
-        x = sample(den, ts, guide, ctx.gens(f"anagram{j}", 1), progress=ctx.progress).clamp(-1, 1)
-        out.add_image(f"anagram{j}_{view}", x[0])
-        out.add_image(f"anagram{j}_{view}_viewed", VIEWS[view].apply(x)[0])
+        guide = Anagram(views, [den.condition([prompt_a] * n), den.condition([prompt_b] * n)], uncond, p["cfg_scale"])
+        x = _show(den, sample(den, ts, guide, ctx.gens(f"anagram{j}", n), progress=ctx.progress))
+        viewed = VIEWS[view].apply(x)
+        out.add_image(f"anagram{j}_{view}", x)
+        out.add_image(f"anagram{j}_{view}_viewed", viewed)
+        if judge is not None:
+            upright = judge.classify(x) == judge.label(prompt_a)
+            turned = judge.classify(viewed) == judge.label(prompt_b)
+            out.metrics[f"anagram{j}_upright_rate"] = float(upright.float().mean())
+            out.metrics[f"anagram{j}_viewed_rate"] = float(turned.float().mean())
+            out.metrics[f"anagram{j}_success_rate"] = float((upright & turned).float().mean())
+    if judge is not None:
+        _mean_over_pairs(out, "anagram", "_success_rate")
     return out
 
 
 def run_hybrids(ctx: RunContext) -> Outputs:
     """1.9: hybrid images, eps = low_pass(eps_1) + high_pass(eps_2) (kernel 33, sigma 2), with the
-    writeup-2 variant that shares one unconditional estimate; both from the same seed."""
-    den, p, out = ctx.backend().denoiser, ctx.params, Outputs()
-    ts = strided_timesteps(990, p["stride"])
-    uncond = den.condition([None])
+    writeup-2 variant that shares one unconditional estimate; both from the same seeds. Where the
+    backend has a judge: how often low_pass(result) reads as the far prompt, the whole result as the
+    near one, and the judge's probability of the near digit in the result against a plain CFG sample
+    of the far prompt from the same seeds (what the high-pass of eps_2 adds)."""
+    backend, p, out = ctx.backend(), ctx.params, Outputs()
+    den, judge, n = backend.denoiser, backend.judge, p["num_seeds"]
+    ts = _ts(den, p["stride"])
+    uncond = den.condition([None] * n)
     out.meta["hybrids"] = [list(h) for h in p["hybrids"]]
     for j, (far, near) in enumerate(p["hybrids"]):
+        cond_far, cond_near = den.condition([far] * n), den.condition([near] * n)
         for shared in (False, True):
-            guide = Hybrid(den.condition([far]), den.condition([near]), uncond, p["cfg_scale"], p["kernel_size"],
-                           p["sigma"], shared_uncond=shared)
-            x = sample(den, ts, guide, ctx.gens(f"hybrid{j}", 1), progress=ctx.progress).clamp(-1, 1)
-            out.add_image(f"hybrid{j}_{'shared' if shared else 'separate'}", x[0])
+            guide = Hybrid(cond_far, cond_near, uncond, p["cfg_scale"], p["kernel_size"], p["sigma"], shared_uncond=shared)
+            x = _show(den, sample(den, ts, guide, ctx.gens(f"hybrid{j}", n), progress=ctx.progress))
+            out.add_image(f"hybrid{j}_{'shared' if shared else 'separate'}", x)
         a, b = out.images[f"hybrid{j}_shared"], out.images[f"hybrid{j}_separate"]
         out.metrics[f"hybrid{j}_shared_vs_separate_max_abs"] = float((a - b).abs().max())
+        if judge is not None:
+            plain = _show(den, sample(den, ts, CFG(cond_far, uncond, p["cfg_scale"]), ctx.gens(f"hybrid{j}", n)))
+            out.add_image(f"hybrid{j}_far_only", plain)
+            low = low_pass(a, p["kernel_size"], p["sigma"]).clamp(-1, 1)
+            out.metrics[f"hybrid{j}_low_is_far_rate"] = float((judge.classify(low) == judge.label(far)).float().mean())
+            out.metrics[f"hybrid{j}_whole_is_near_rate"] = float((judge.classify(a) == judge.label(near)).float().mean())
+            out.metrics[f"hybrid{j}_near_prob"] = float(judge.probs(a)[:, judge.label(near)].mean())
+            out.metrics[f"hybrid{j}_near_prob_far_only"] = float(judge.probs(plain)[:, judge.label(near)].mean())
+    if judge is not None:
+        _mean_over_pairs(out, "hybrid", "_low_is_far_rate")
+        _mean_over_pairs(out, "hybrid", "_whole_is_near_rate")
     return out
 
 
-def _gt(a: str, b: str) -> Relation:
-    return Relation(f"{a} > {b}", lambda m, a=a, b=b: m[a] > m[b], TRAINED)
+def _mean_over_pairs(out: Outputs, prefix: str, suffix: str) -> None:
+    """metrics[prefix + suffix] = the mean of metrics[prefix<j> + suffix] over the pairs j."""
+    rates = [v for k, v in out.metrics.items() if k.startswith(prefix) and k.endswith(suffix)]
+    out.metrics[prefix + suffix] = sum(rates) / len(rates)
+
+
+def _gt(a: str, b: str, backends: tuple[str, ...] = TRAINED) -> Relation:
+    return Relation(f"{a} > {b}", lambda m, a=a, b=b: m[a] > m[b], backends)
+
+
+def _at_least(metric: str, floor: float) -> Relation:
+    return Relation(f"{metric} >= {floor:g}", lambda m: m[metric] >= floor, JUDGED)
+
+
+def _falls_with_noise(prefix: str, suffix: str, slack: float = 0.0, backends: tuple[str, ...] = JUDGED) -> Relation:
+    """The metric f"{prefix}{i}{suffix}" over the run's i_start values: as i_start falls (more noise) it
+    never rises by more than ``slack`` (a rate over N images may wobble by 1/N), and it ends strictly
+    below where it began."""
+    def holds(m) -> bool:
+        pattern = re.compile(re.escape(prefix) + r"(\d+)" + re.escape(suffix) + "$")
+        v = [m[k] for k in sorted((k for k in m if pattern.match(k)), key=lambda k: -int(pattern.match(k)[1]))]
+        return len(v) > 1 and all(b <= a + slack for a, b in zip(v, v[1:])) and v[0] > v[-1]
+    return Relation(f"{prefix}*{suffix} falls as i_start falls (slack {slack:g})", holds, backends)
 
 
 _IMG = {"image": "rocket"}
 _T = {"t": list(NOISE_LEVELS)}
+I_START = [1, 3, 5, 7, 10, 20]
 SECTIONS_A = [
-    Section("A0", "Setup: text-to-image, stage 1 and stage-2 upsampling", "A", IF_BACKENDS,
+    Section("A0", "Setup: text-to-image, stage 1 and stage-2 upsampling", "A", A_BACKENDS,
             {"prompts": ["an oil painting of a snowy mountain village", "a man wearing a hat", "a rocket ship"],
              "num_inference_steps": [20, 40, 100], "cfg_scale": 7.0}, run_a0, inputs=("prompt",)),
-    Section("A1.1", "Implementing the forward process", "A", IF_BACKENDS, {**_IMG, **_T}, run_forward,
+    Section("A1.1", "Implementing the forward process", "A", A_BACKENDS, {**_IMG, **_T}, run_forward,
             inputs=("image",), relations=(Relation("noise lowers PSNR as t grows",
                                                    lambda m: m["noisy_t250_psnr"] > m["noisy_t500_psnr"] > m["noisy_t750_psnr"]),)),
-    Section("A1.2", "Classical denoising (Gaussian blur)", "A", IF_BACKENDS,
+    Section("A1.2", "Classical denoising (Gaussian blur)", "A", A_BACKENDS,
             {**_IMG, **_T, "blur": [[9, 2.0], [11, 5.0], [13, 5.0]]}, run_blur, inputs=("image",)),
-    Section("A1.3", "One-step denoising", "A", IF_BACKENDS, {**_IMG, **_T, "prompt": PHOTO, "blur": [9, 2.0]},
+    Section("A1.3", "One-step denoising", "A", A_BACKENDS, {**_IMG, **_T, "prompt": PHOTO, "blur": [9, 2.0]},
             run_one_step, inputs=("image",),
-            relations=tuple(_gt(f"one_step_t{t}_psnr", f"blur_t{t}_psnr") for t in (500, 750))),
-    Section("A1.4", "Iterative denoising", "A", IF_BACKENDS,
+            relations=tuple(_gt(f"one_step_t{t}_psnr", f"blur_t{t}_psnr") for t in NOISE_LEVELS)),
+    Section("A1.4", "Iterative denoising", "A", A_BACKENDS,
             {**_IMG, "prompt": PHOTO, "stride": 30, "i_start": 10, "keep": [690, 540, 390, 240, 90], "blur": [9, 2.0]},
             run_iterative, inputs=("image",),
-            relations=(_gt("iterative_ssim", "blur_ssim"), _gt("one_step_psnr", "blur_psnr"))),
-    Section("A1.5", "Diffusion model sampling", "A", IF_BACKENDS,
+            relations=(_gt("iterative_ssim", "blur_ssim"), _gt("one_step_psnr", "blur_psnr"),
+                       _gt("iterative_psnr", "blur_psnr", JUDGED))),
+    Section("A1.5", "Diffusion model sampling", "A", A_BACKENDS,
             {"prompt": PHOTO, "num_samples": 5, "strides": [30, 10], "upsample_steps": 20}, run_sampling,
             inputs=("prompt",)),
-    Section("A1.6", "Classifier-free guidance", "A", IF_BACKENDS,
+    Section("A1.6", "Classifier-free guidance", "A", A_BACKENDS,
             {"prompt": PHOTO, "num_samples": 5, "stride": 30, "cfg_scales": [2.0, 7.0], "upsample_steps": 20},
-            run_cfg, inputs=("prompt",)),
-    Section("A1.7", "Image-to-image translation (SDEdit)", "A", IF_BACKENDS,
-            {"images": ["rocket", "astronaut", "chelsea"], "i_start": [1, 3, 5, 7, 10, 20], "strides": [30, 15],
+            run_cfg, inputs=("prompt",),
+            relations=(_gt("samples_cfg5_prompt_accuracy", "samples_cfg1_prompt_accuracy", JUDGED),)),
+    Section("A1.7", "Image-to-image translation (SDEdit)", "A", A_BACKENDS,
+            {"images": ["rocket", "astronaut", "chelsea"], "i_start": I_START, "strides": [30, 15],
              "cfg_scale": 7.0}, run_sdedit, inputs=("image",),
-            relations=(_gt("sdedit_stride30_i20_psnr", "sdedit_stride30_i1_psnr"),)),
-    Section("A1.7.1", "Editing web and hand-drawn images, stroke edits", "A", IF_BACKENDS,
-            {"drawings": ["house", "flower", "smiley"], "stroke_base": "astronaut", "strokes": ["moon", "river"],
-             "i_start": [1, 3, 5, 7, 10, 20], "strides": [30], "cfg_scale": 7.0}, run_sdedit_drawn),
-    Section("A1.7.2", "Inpainting", "A", IF_BACKENDS,
+            relations=(_gt("sdedit_stride30_i20_psnr", "sdedit_stride30_i1_psnr", ("deepfloyd",)),
+                       _falls_with_noise("sdedit_stride30_i", "_psnr"),
+                       _falls_with_noise("sdedit_stride30_i", "_agreement", slack=0.1))),
+    Section("A1.7.1", "Editing web and hand-drawn images, stroke edits", "A", A_BACKENDS,
+            {"web": "landscape", "drawings": ["house", "flower", "smiley"], "stroke_base": "astronaut",
+             "strokes": ["moon", "river"], "i_start": I_START, "strides": [30], "cfg_scale": 7.0}, run_sdedit_drawn),
+    Section("A1.7.2", "Inpainting", "A", A_BACKENDS,
             {"images": ["rocket", "astronaut", "chelsea"], "masks": ["center_top", "ellipse", "rectangle"],
-             "stride": 30, "cfg_scale": 7.0}, run_inpaint, inputs=("image", "mask", "prompt"),
-            relations=(Relation("the known region is kept exactly", lambda m: m["known_region_max_abs_err"] < 1e-6),)),
-    Section("A1.7.3", "Text-conditional image-to-image translation", "A", IF_BACKENDS,
+             "prompt": PHOTO, "stride": 30, "cfg_scale": 7.0}, run_inpaint, inputs=("image", "mask", "prompt"),
+            relations=(Relation("the known region is kept exactly", lambda m: m["known_region_max_abs_err"] < 1e-6),
+                       _at_least("inpainted_prompt_accuracy", 1.0))),
+    Section("A1.7.3", "Text-conditional image-to-image translation", "A", A_BACKENDS,
             {"image": "rocket", "prompts": ["a rocket ship", "a pencil", "a rainy day"],
-             "i_start": [1, 3, 5, 7, 10, 20], "stride": 30, "cfg_scale": 7.0}, run_img2img,
-            inputs=("image", "prompt")),
-    Section("A1.8", "Visual anagrams", "A", IF_BACKENDS,
+             "i_start": I_START, "stride": 30, "cfg_scale": 7.0}, run_img2img,
+            inputs=("image", "prompt"),
+            relations=tuple(_at_least(f"prompt{j}_stride30_i1_prompt_accuracy", 1.0) for j in range(3))),
+    Section("A1.8", "Visual anagrams", "A", A_BACKENDS,
             {"anagrams": [["an oil painting of an old man", "an oil painting of people around a campfire", "flip"],
                           ["a lithograph of waterfalls", "a lithograph of a skull", "flip"],
                           ["an oil painting of a snowy mountain village", "a photo of a dog", "flip"],
                           ["an oil painting of an old man", "an oil painting of a snowy mountain village", "rot180"],
                           ["an oil painting of an old man", "an oil painting of people around a campfire", "rot90"]],
-             "stride": 30, "cfg_scale": 7.0}, run_anagrams),
-    Section("A1.9", "Hybrid images", "A", IF_BACKENDS,
+             "num_seeds": 1, "stride": 30, "cfg_scale": 7.0}, run_anagrams,
+            relations=(_at_least("anagram_success_rate", ANAGRAM_FLOOR),)),
+    Section("A1.9", "Hybrid images", "A", A_BACKENDS,
             {"hybrids": [["a lithograph of a skull", "a lithograph of waterfalls"],
                          ["a rainy day", "a photo of a dog"],
                          ["sunset in a desert", "a bar with dim lighting"]],
-             "kernel_size": 33, "sigma": 2.0, "stride": 30, "cfg_scale": 7.0}, run_hybrids,
+             "num_seeds": 1, "kernel_size": 33, "sigma": 2.0, "stride": 30, "cfg_scale": 7.0}, run_hybrids,
             relations=(Relation("one shared unconditional estimate equals separate ones (low + high = identity)",
-                                lambda m: all(v < 1e-2 for k, v in m.items() if k.endswith("_max_abs"))),)),
+                                lambda m: all(v < 1e-2 for k, v in m.items() if k.endswith("_max_abs"))),
+                       _at_least("hybrid_low_is_far_rate", HYBRID_LOW_FLOOR),
+                       Relation("the near prompt raises the judge's probability of its digit over a far-only sample",
+                                lambda m: all(m[k] > m[k + "_far_only"] for k in m if k.endswith("_near_prob")), JUDGED))),
 ]
 
 for _section in SECTIONS_A:

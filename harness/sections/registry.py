@@ -91,7 +91,8 @@ def get_section(section_id: str) -> Section:
 
 
 def run_section(section: Section, ctx: RunContext) -> Outputs:
-    """Run with the section's parameters overlaid by ctx.params; records seed, backend and params."""
+    """Run with the section's parameters, overlaid by the backend's (`backend_params`), then by ctx.params;
+    records seed, backend and params."""
     unknown = set(ctx.params) - set(section.params)
     if unknown:
         raise UnknownName(
@@ -102,7 +103,9 @@ def run_section(section: Section, ctx: RunContext) -> Outputs:
             f"section {section.id} does not run on backend {ctx.backend_name!r}; "
             f"valid backends: {', '.join(section.backends)}"
         )
-    ctx.params = {**section.params, **ctx.params}
+    from harness.backends import backend_params
+
+    ctx.params = {**section.params, **backend_params(ctx.backend_name).get(section.id, {}), **ctx.params}
     with torch.inference_mode():
         out = section.run(ctx)
     out.images = {k: v.clone() for k, v in out.images.items()}  # plain tensors, editable by callers

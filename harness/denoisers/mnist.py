@@ -1,0 +1,170 @@
+"""The class-conditioned Part B UNet as a Part A backend (`mnist`): every Part A technique on a model
+that was actually trained, so the techniques can be judged with numbers (the FID-lite classifier).
+
+- Prompts are digits "0".."9"; the null prompt (None or "") is the zeroed one-hot vector, the
+  unconditional branch the model learned with p_uncond = 0.1. The writeups' prompt texts map to digits
+  (`PROMPT_DIGITS`) so a case written with texts runs unchanged; "a high quality photo" says nothing
+  about a digit and maps to the null prompt.
+- alphas_cumprod is Part B's linear schedule (T = 300); the course's timesteps on IF's 1000-step
+  scale are mapped onto it by `harness.schedules.strided_timesteps(..., num_train_timesteps=300)`.
+- The model was trained on digits in [0, 1] (`data_range`), not IF's [-1, 1]: a variance-preserving
+  process does not survive a rescale of its data, so sections hand it images in its own range.
+- It has no learned variance: a strided step uses the posterior variance (fixed_small), as Part B's
+  strided sampling does, and x0 is not clipped (the course's loop).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from harness.denoisers.base import NoiseEstimate
+from harness.errors import UnknownName
+from harness.schedules import linear_alphas_cumprod
+
+# The writeups' prompts, each given a digit; pairs used together (anagrams, hybrids) get different digits.
+PROMPT_DIGITS: dict[str, str] = {
+    "a high quality photo": "",
+    "an oil painting of an old man": "6",
+    "an oil painting of people around a campfire": "9",
+    "an oil painting of a snowy mountain village": "4",
+    "a lithograph of waterfalls": "1",
+    "a lithograph of a skull": "0",
+    "a photo of a dog": "7",
+    "a man wearing a hat": "5",
+    "a rocket ship": "1",
+    "a pencil": "7",
+    "a rainy day": "2",
+    "sunset in a desert": "3",
+    "a bar with dim lighting": "8",
+}
+CHECKPOINT = ("class", 20)  # the last shipped class-conditioned checkpoint
+
+
+def digit_of(prompt: str | None) -> int | None:
+    """The digit a prompt asks for (None for the null prompt); unknown prompts raise UnknownName."""
+    text = PROMPT_DIGITS.get(prompt, prompt) if prompt else ""
+    if text == "":
+        return None
+    if text not in {str(d) for d in range(10)}:
+        raise UnknownName(f"the mnist backend understands digits '0'..'9', the null prompt and the writeups' "
+                          f"prompts {sorted(PROMPT_DIGITS)}; got {prompt!r}")
+    return int(text)
+
+
+class MnistDenoiser:
+    """eps(x_t, t/T, c) of the class-conditioned UNet behind the `Denoiser` interface."""
+
+    name = "mnist"
+    variance_type = "fixed_small"
+    x0_clip = None
+    image_shape = (1, 28, 28)
+    data_range = (0.0, 1.0)
+    dtype = torch.float32
+
+    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu"):
+        self.model, self.device = model.eval(), torch.device(device)
+        self.alphas_cumprod = linear_alphas_cumprod(300)
+        self.T = len(self.alphas_cumprod)
+
+    def condition(self, prompts: Sequence[str | None]) -> torch.Tensor:
+        """One-hot rows (B, 10); the null prompt is a zero row."""
+        rows = torch.zeros(len(prompts), 10, device=self.device)
+        for i, prompt in enumerate(prompts):
+            digit = digit_of(prompt)
+            if digit is not None:
+                rows[i] = F.one_hot(torch.tensor(digit), 10).float()
+        return rows
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> NoiseEstimate:
+        t_in = t.to(self.device, torch.float32) / self.T
+        return NoiseEstimate(self.model(x_t.to(self.device), t_in, cond.to(self.device)).float())
+
+
+class DigitJudge:
+    """Reads digits in results with the shipped FID-lite classifier (Part B): images (N, 1, 28, 28) in [-1, 1]."""
+
+    @staticmethod
+    def label(prompt: str | None) -> int | None:
+        return digit_of(prompt)
+
+    def probs(self, images: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (N, 10)."""
+        from harness.partb.fid import load_classifier
+
+        return load_classifier()[0]((images.cpu().float() + 1).div(2).clamp(0, 1)).softmax(1)
+
+    def classify(self, images: torch.Tensor) -> torch.Tensor:
+        """The digit read in each image (N,)."""
+        return self.probs(images).argmax(1)
+
+    def fid_lite(self, images: torch.Tensor) -> float:
+        """FID-lite against as many MNIST test digits."""
+        from harness.partb.evaluate import test_digits
+        from harness.partb.fid import fid_lite
+
+        return fid_lite(test_digits(len(images))[0], (images.cpu() + 1) / 2)
+
+
+@dataclass(frozen=True)
+class MnistBackend:
+    """The `mnist` backend: Part B's shipped checkpoints (`model`), and for Part A the class-conditioned
+    UNet as a `Denoiser` with the FID-lite classifier as its `judge`. It has no stage-2 upsampler."""
+
+    device: str = "cpu"
+    name: str = "mnist"
+    judge: DigitJudge = DigitJudge()
+    upsample = None
+
+    def model(self, kind: str, epoch: int) -> torch.nn.Module:
+        from harness.partb.checkpoints import load_model
+
+        return load_model(kind, epoch, self.device)
+
+    @cached_property
+    def denoiser(self) -> MnistDenoiser:
+        return MnistDenoiser(self.model(*CHECKPOINT), self.device)
+
+    def text_to_image(self, prompts: Sequence[str], generators: list[torch.Generator], num_inference_steps: int = 20,
+                      guidance_scale: float = 7.0, progress: bool = False) -> torch.Tensor:
+        """A0 on this backend: CFG sampling over num_inference_steps timesteps spaced as diffusers'
+        DDPMScheduler spaces them ("leading": k floor(T / n), k = n-1 .. 0); (B, 1, 28, 28) in [-1, 1]."""
+        from harness.denoisers.base import from_data_range
+        from harness.guides import CFG
+        from harness.sampling import sample
+
+        den = self.denoiser
+        ratio = den.T // num_inference_steps
+        timesteps = [k * ratio for k in reversed(range(num_inference_steps))]
+        guide = CFG(den.condition(prompts), den.condition([None] * len(prompts)), guidance_scale)
+        return from_data_range(den, sample(den, timesteps, guide, generators, progress=progress)).clamp(-1, 1)
+
+
+# Part A's parameters on this backend (overlaying each section's own): MNIST test digits for the photos,
+# digits for the prompts (1.3 and 1.4 name the digit shown: with the null prompt, iterative denoising from
+# i_start 10 turns test digit 0, a 7, into a clean 2, below blur in PSNR), a blur sized for 28x28 (Part B's kernel 5, sigma 1), and enough seeds for the
+# judge's rates. SDEdit starts at i_start 5 .. 30: on T = 300 every start up to 10 (t 207, abar 0.23)
+# already yields a new digit, so the course's 1 .. 10 would all sit on that plateau. Test digits 0..9 are labelled 7 2 1 0 4 1 4 9 5 9.
+SECTION_PARAMS: dict[str, dict] = {
+    "A1.1": {"image": "mnist:0"},
+    "A1.2": {"image": "mnist:0", "blur": [[3, 0.5], [5, 1.0], [7, 2.0]]},
+    "A1.3": {"image": "mnist:0", "prompt": "7", "blur": [5, 1.0]},
+    "A1.4": {"image": "mnist:0", "prompt": "7", "blur": [5, 1.0]},
+    "A1.5": {"prompt": [str(d) for d in range(10)], "num_samples": 5, "upsample_steps": 0},
+    "A1.6": {"prompt": [str(d) for d in range(10)], "num_samples": 5, "cfg_scales": [1.0, 5.0, 7.0],
+             "upsample_steps": 0},
+    "A1.7": {"images": [f"mnist:{i}" for i in range(20)], "i_start": [5, 10, 15, 20, 25, 30], "strides": [30]},
+    "A1.7.1": {"i_start": [5, 10, 15, 20, 25, 30], "web": "typed3", "drawings": ["seven", "four", "zero"], "stroke_base": "mnist:2",
+               "strokes": ["bar", "tail"]},
+    "A1.7.2": {"images": [f"mnist:{i}" for i in range(6)], "masks": ["center_top", "ellipse", "rectangle"] * 2,
+               "prompt": ["7", "2", "1", "0", "4", "1"]},
+    "A1.7.3": {"image": "mnist:3"},
+    "A1.8": {"anagrams": [["6", "9", "rot180"], ["2", "5", "rot180"], ["0", "8", "flip"], ["4", "7", "flip"],
+                          ["7", "1", "rot180"], ["3", "4", "rot180"]], "num_seeds": 10},
+    "A1.9": {"hybrids": [["8", "4"], ["8", "7"], ["0", "1"], ["8", "1"]], "kernel_size": 9, "sigma": 1.5,
+             "num_seeds": 10},
+}
