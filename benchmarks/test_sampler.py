@@ -35,7 +35,7 @@ def make_guide(den, name: str, batch: int):
     return Hybrid(c("a lithograph of a skull"), c("a lithograph of waterfalls"), c(None), 7.0)
 
 
-@pytest.fixture(scope="module", params=["tiny-if", "deepfloyd"])
+@pytest.fixture(scope="module", params=["tiny-if", "mnist", "deepfloyd"])
 def backend(request, device):
     try:
         return get_backend(request.param, device)
@@ -48,7 +48,7 @@ def backend(request, device):
 @pytest.mark.parametrize("stride", [30, 15, pytest.param(7, marks=SLOW), pytest.param(1, marks=SLOW)])
 def test_sampler(bench, benchmark, backend, device, stride, guide, batch):
     den = Counting(backend.denoiser)
-    ts = strided_timesteps(990, stride)
+    ts = strided_timesteps(990, stride, len(den.alphas_cumprod))
     g = make_guide(den, guide, batch)
     benchmark.group = f"sampler {backend.name} {guide} batch {batch}"
     with torch.inference_mode():
@@ -76,19 +76,32 @@ def test_sampler(bench, benchmark, backend, device, stride, guide, batch):
     benchmark.extra_info.update(info)
 
 
-def diffusers_cfg_loop(backend, ts: list[int], batch: int) -> torch.Tensor:
-    """The same strided CFG sampling with diffusers' DDPMScheduler.step doing the update."""
+def diffusers_scheduler(backend):
+    """diffusers' DDPMScheduler for the backend's schedule, thresholding and clipping off (the course's loop)."""
     from diffusers import DDPMScheduler
 
+    if hasattr(backend, "stage1"):  # IF: its own scheduler config (cosine, learned_range)
+        return DDPMScheduler.from_config(backend.stage1.scheduler.config, thresholding=False)
+    den = backend.denoiser  # Part B's linear schedule; the posterior variance, as our strided steps use
+    return DDPMScheduler(num_train_timesteps=len(den.alphas_cumprod), beta_schedule="linear", beta_start=1e-4,
+                         beta_end=0.02, variance_type=den.variance_type, clip_sample=False)
+
+
+def diffusers_cfg_loop(backend, ts: list[int], batch: int) -> torch.Tensor:
+    """The same strided CFG sampling (one batched denoiser call per step) with diffusers'
+    DDPMScheduler.step doing the update."""
     den = backend.denoiser
-    sched = DDPMScheduler.from_config(backend.stage1.scheduler.config, thresholding=False)
+    sched = diffusers_scheduler(backend)
     sched.set_timesteps(timesteps=ts)
     gen = torch.Generator().manual_seed(0)
-    cond = torch.cat([den.condition(["a high quality photo"] * batch), den.condition([None] * batch)])
+    g = make_guide(den, "cfg", batch)
+    cond = torch.cat([g.cond, g.uncond])
     x = torch.randn(batch, *den.image_shape, generator=gen).to(den.device)
     for t in ts[:-1]:
-        out = den.unet(torch.cat([x, x]).to(den.dtype), t, encoder_hidden_states=cond, return_dict=False)[0]
-        c, u = out.float().chunk(2)
-        eps = u[:, :3] + 7.0 * (c[:, :3] - u[:, :3])
-        x = sched.step(torch.cat([eps, c[:, 3:]], 1), t, x, generator=gen).prev_sample
+        est = den(torch.cat([x, x]), torch.full((2 * batch,), t, device=x.device), cond)
+        c, u = est.eps.float().chunk(2)
+        out = u + 7.0 * (c - u)
+        if est.v is not None:
+            out = torch.cat([out, est.v.float().chunk(2)[0]], 1)
+        x = sched.step(out, t, x, generator=gen).prev_sample
     return x
