@@ -30,9 +30,12 @@ reproduce: data
 	$(BIN)/python -m harness run all --out out
 	$(BIN)/python -m harness report --outputs out --out out/report
 
-# Timed benchmarks (the test run executes each once, untimed); saved under .benchmarks/<machine>/.
+# Timed benchmarks (the test run executes each once, untimed); saved under .benchmarks/<gpu or cpu>/, so
+# --benchmark-compare only ever compares runs from the same kind of machine.
+BENCH_MACHINE ?= $(or $(shell nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | tr ' ' '-'),cpu)
 bench: data
-	$(BIN)/python -m pytest benchmarks --benchmark-enable --benchmark-autosave $(PYTEST_ARGS)
+	$(BIN)/python -m pytest benchmarks --benchmark-enable --benchmark-autosave \
+		--benchmark-storage=.benchmarks/$(BENCH_MACHINE) $(PYTEST_ARGS)
 
 golden: data
 	$(BIN)/python -m harness golden update

@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks.conftest import median_time, peak_memory, speed_flags
 from harness.partb.sampling import ddpm_sample
-from harness.partb.train import PRESETS, Trainer, build_model, loss_fn
+from harness.partb.evaluate import measure
+from harness.partb.train import PRESETS, Trainer, build_model, loss_fn, train
 from harness.schedules import linear_alphas_cumprod
 from harness.seeding import generators
 
@@ -68,3 +69,18 @@ def test_sampling(bench, benchmark, stride, device):
     assert x.shape == (40, 1, 28, 28)
     if not benchmark.disabled:
         benchmark.extra_info["images_per_s"] = 40 / benchmark.stats.stats.median
+
+
+@pytest.mark.slow
+def test_course_recipe(benchmark, device, tmp_path, request):
+    """The course's 20-epoch time-conditioned recipe end to end (D=64, batch 128, 60k digits; target on one
+    H100: <= 60 s), with FID-lite of 1000 samples, which the speed flags must leave unchanged: compare a
+    flagged run's fid_lite with an unflagged one's."""
+    if torch.device(device).type != "cuda":
+        pytest.skip("a GPU benchmark: the course recipe is about 6.7 hours on a 2-core CPU")
+    speed = speed_flags(request.config)
+    benchmark.group = "partb course recipe"
+    run = lambda: train("time", "course", out_dir=tmp_path, device=device, resume=False, progress=False, speed=speed)  # noqa: E731
+    trainer = benchmark.pedantic(run, rounds=1, warmup_rounds=0, iterations=1) if not benchmark.disabled else run()
+    benchmark.extra_info.update({**measure("time", trainer.model, n=1000), **dataclasses.asdict(speed),
+                                 "peak_memory_mib": peak_memory(device)})
