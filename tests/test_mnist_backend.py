@@ -1,13 +1,18 @@
 """The `mnist` backend: the class-conditioned Part B UNet behind the Part A `Denoiser` interface."""
 
+import copy
+
 import pytest
 import torch
 
+from harness import golden
 from harness import images as im
 from harness.backends import backend_params, get_backend
 from harness.denoisers.base import Denoiser, from_data_range, to_data_range
 from harness.denoisers.mnist import PROMPT_DIGITS, SECTION_PARAMS, digit_of
 from harness.errors import UnknownName
+from harness.golden import GoldenMismatch
+from harness.runner import run_case
 from harness.schedules import course_t, strided_timesteps
 from harness.sections import SECTIONS, get_section
 
@@ -87,3 +92,36 @@ def test_text_to_image_uses_diffusers_leading_spacing(backend):
     x = backend.text_to_image(["3", "8"], gens, num_inference_steps=10)
     assert x.shape == (2, 1, 28, 28) and -1 <= x.min() and x.max() <= 1
     assert backend.judge.classify(x).tolist() == [3, 8]
+
+
+def test_a_part_a_case_on_mnist_fails_its_golden_when_a_judged_metric_or_image_moves(tmp_path):
+    """A1.3 on mnist: its shipped golden passes as computed; a moved pixel or PSNR fails it."""
+    out = run_case("A1.3", "mnist")
+    golden.compare(out, "mnist", "cpu")
+    moved = copy.deepcopy(out)
+    moved.images["one_step_t500"][0, 0, 14, 14] += 0.05
+    with pytest.raises(GoldenMismatch, match="one_step_t500"):
+        golden.compare(moved, "mnist", "cpu", failures_root=tmp_path)
+    out.metrics["one_step_t250_psnr"] += 0.5
+    with pytest.raises(GoldenMismatch, match="one_step_t250_psnr"):
+        golden.compare(out, "mnist", "cpu", failures_root=tmp_path)
+
+
+def _relation(section_id: str, text_start: str):
+    return next(r for r in get_section(section_id).relations if r.text.startswith(text_start))
+
+
+def test_judged_relations_can_fail():
+    falls = _relation("A1.7", "sdedit_stride30_i*_agreement")
+    ok = {"sdedit_stride30_i30_agreement": 1.0, "sdedit_stride30_i20_agreement": 0.85,
+          "sdedit_stride30_i10_agreement": 0.9, "sdedit_stride30_i5_agreement": 0.1}
+    assert falls.holds(ok)  # 0.85 -> 0.9 is within the slack of 0.1
+    assert not falls.holds({**ok, "sdedit_stride30_i10_agreement": 0.99})  # rises by more than the slack
+    assert not falls.holds({**ok, "sdedit_stride30_i5_agreement": 1.0})  # ends where it began
+    anagrams = _relation("A1.8", "anagram_success_rate")
+    assert anagrams.holds({"anagram_success_rate": 0.65}) and not anagrams.holds({"anagram_success_rate": 0.3})
+    near = _relation("A1.9", "the near prompt")
+    assert near.holds({"hybrid0_near_prob": 0.3, "hybrid0_near_prob_far_only": 0.01})
+    assert not near.holds({"hybrid0_near_prob": 0.3, "hybrid0_near_prob_far_only": 0.01,
+                           "hybrid1_near_prob": 0.0, "hybrid1_near_prob_far_only": 0.0})
+    assert all(r.applies_to("mnist") and not r.applies_to("tiny-if") for r in (falls, anagrams, near))
