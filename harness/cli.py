@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="cpu")
     train.add_argument("--no-resume", action="store_true")
+    for flag, what in (("--bf16", "bf16 autocast of the forward pass"), ("--channels-last", "channels_last weights"),
+                       ("--compile", "torch.compile the model")):
+        train.add_argument(flag, action="store_true", help=f"speed: {what} (not part of the recipe)")
     train.add_argument("--export", action="store_true",
                        help="measure the checkpoints and copy them (fp16) into harness/data/partb/")
 
@@ -143,9 +146,10 @@ def cmd_data(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from harness.partb import checkpoints
     from harness.partb.evaluate import measure
-    from harness.partb.train import train
+    from harness.partb.train import Speed, train
 
-    trainer = train(args.kind, args.preset, args.out, args.seed, args.device, resume=not args.no_resume)
+    speed = Speed(bf16=args.bf16, channels_last=args.channels_last, compile=args.compile)
+    trainer = train(args.kind, args.preset, args.out, args.seed, args.device, resume=not args.no_resume, speed=speed)
     print(f"{args.kind}: {trainer.epoch} epochs, checkpoints and loss curves in {args.out}")
     if args.export:
         metrics = {str(e): measure(args.kind, checkpoints.load(args.kind, e, root=Path(args.out))[0], args.seed)

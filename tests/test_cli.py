@@ -85,3 +85,18 @@ def test_inpainting_with_a_user_image_and_mask(tmp_path, capsys):
     Image.fromarray(m[:32]).save(tmp_path / "small.png")
     assert main(["run", "A1.7.2", "--image", str(tmp_path / "me.png"), "--mask", str(tmp_path / "small.png")]) == 2
     assert "64x32 but the image is 64x64" in capsys.readouterr().err
+
+
+def test_train_passes_the_speed_flags(monkeypatch, tmp_path):
+    from harness.partb import train as train_module
+
+    seen = {}
+
+    def fake_train(kind, preset, out, seed, device, resume, speed):
+        seen.update(kind=kind, preset=preset, speed=speed)
+        return type("T", (), {"epoch": 0, "recipe": None})()
+
+    monkeypatch.setattr(train_module, "train", fake_train)
+    assert main(["train", "time", "--preset", "course", "--out", str(tmp_path), "--bf16", "--compile"]) == 0
+    assert seen == {"kind": "time", "preset": "course",
+                    "speed": train_module.Speed(bf16=True, channels_last=False, compile=True)}
