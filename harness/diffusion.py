@@ -40,11 +40,8 @@ def step_mean(x_t: torch.Tensor, x0: torch.Tensor, t, t_prev, alphas_cumprod: to
 
     x_t' = sqrt(abar_t') beta_t / (1 - abar_t) x0 + sqrt(alpha_t) (1 - abar_t') / (1 - abar_t) x_t.
     """
-    abar_t = abar_at(alphas_cumprod, t, x_t)
-    abar_prev = abar_at(alphas_cumprod, t_prev, x_t)
-    alpha = abar_t / abar_prev
-    beta = 1 - alpha
-    return abar_prev.sqrt() * beta / (1 - abar_t) * x0 + alpha.sqrt() * (1 - abar_prev) / (1 - abar_t) * x_t
+    c = step_coefficients(alphas_cumprod, t, t_prev, x_t)
+    return c.coef_x0 * x0 + c.coef_xt * x_t
 
 
 def step_log_variance(
@@ -58,19 +55,19 @@ def step_log_variance(
     fixed_small: log beta_tilde;  fixed_large: log beta_t;
     learned_range: f log beta_t + (1 - f) log beta_tilde with f = (v + 1) / 2 (v is the model's output).
     """
-    abar_t = abar_at(alphas_cumprod, t, like)
-    abar_prev = abar_at(alphas_cumprod, t_prev, like)
-    beta = 1 - abar_t / abar_prev
-    log_beta_tilde = torch.log(((1 - abar_prev) / (1 - abar_t) * beta).clamp(min=1e-20))
+    return _log_variance(step_coefficients(alphas_cumprod, t, t_prev, like), variance_type, v)
+
+
+def _log_variance(c: "StepCoefficients", variance_type: VarianceType, v: torch.Tensor | None) -> torch.Tensor:
     if variance_type == "fixed_small":
-        return log_beta_tilde
+        return c.log_beta_tilde
     if variance_type == "fixed_large":
-        return torch.log(beta)
+        return c.log_beta
     if variance_type == "learned_range":
         if v is None:
             raise ValueError("learned_range variance needs the model's variance output v")
         frac = (v + 1) / 2
-        return frac * torch.log(beta) + (1 - frac) * log_beta_tilde
+        return frac * c.log_beta + (1 - frac) * c.log_beta_tilde
     raise ValueError(f"unknown variance_type {variance_type!r}; valid: learned_range, fixed_large, fixed_small")
 
 
@@ -118,18 +115,7 @@ def strided_step(
     if x0_clip is not None:
         x0 = x0.clamp(-x0_clip, x0_clip)
     mean = c.coef_x0 * x0 + c.coef_xt * x_t
-    if variance_type == "fixed_small":
-        log_var = c.log_beta_tilde
-    elif variance_type == "fixed_large":
-        log_var = c.log_beta
-    elif variance_type == "learned_range":
-        if v is None:
-            raise ValueError("learned_range variance needs the model's variance output v")
-        frac = (v + 1) / 2
-        log_var = frac * c.log_beta + (1 - frac) * c.log_beta_tilde
-    else:
-        raise ValueError(f"unknown variance_type {variance_type!r}; valid: learned_range, fixed_large, fixed_small")
-    return mean + torch.exp(0.5 * log_var) * noise, x0
+    return mean + torch.exp(0.5 * _log_variance(c, variance_type, v)) * noise, x0
 
 
 def ddpm_step(
