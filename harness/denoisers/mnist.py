@@ -92,11 +92,15 @@ class DigitJudge:
     def label(prompt: str | None) -> int | None:
         return digit_of(prompt)
 
-    def probs(self, images: torch.Tensor) -> torch.Tensor:
-        """Class probabilities (N, 10)."""
+    @cached_property
+    def classifier(self) -> torch.nn.Module:
         from harness.partb.fid import load_classifier
 
-        return load_classifier()[0]((images.cpu().float() + 1).div(2).clamp(0, 1)).softmax(1)
+        return load_classifier()[0]
+
+    def probs(self, images: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (N, 10)."""
+        return self.classifier((images.cpu().float() + 1).div(2).clamp(0, 1)).softmax(1)
 
     def classify(self, images: torch.Tensor) -> torch.Tensor:
         """The digit read in each image (N,)."""
@@ -107,7 +111,7 @@ class DigitJudge:
         from harness.partb.evaluate import test_digits
         from harness.partb.fid import fid_lite
 
-        return fid_lite(test_digits(len(images))[0], (images.cpu() + 1) / 2)
+        return fid_lite(test_digits(len(images))[0], (images.cpu() + 1) / 2, self.classifier)
 
 
 @dataclass(frozen=True)

@@ -199,8 +199,9 @@ def _as_list(value: str | Sequence[str]) -> list[str]:
 def _judge_samples(ctx: RunContext, out: Outputs, name: str, x: torch.Tensor, prompts: Sequence[str]) -> None:
     """Where the backend has a judge: prompt accuracy and FID-lite of samples."""
     _judge_prompts(ctx, out, name, x, prompts)
-    if ctx.backend().judge is not None:
-        out.metrics[f"{name}_fid_lite"] = ctx.backend().judge.fid_lite(x)
+    judge = ctx.backend().judge
+    if judge is not None:
+        out.metrics[f"{name}_fid_lite"] = judge.fid_lite(x)
 
 
 def run_sampling(ctx: RunContext) -> Outputs:
@@ -244,6 +245,7 @@ def _sdedit_grid(ctx: RunContext, out: Outputs, tag: str, clean: torch.Tensor, p
     backend, p = ctx.backend(), ctx.params
     den, judge = backend.denoiser, backend.judge
     guide = _cfg(den, [prompt] * clean.shape[0], p["cfg_scale"])
+    read_clean = None if judge is None else judge.classify(clean)
     for stride in strides:
         ts = _ts(den, stride)
         for i_start in p["i_start"]:
@@ -253,7 +255,7 @@ def _sdedit_grid(ctx: RunContext, out: Outputs, tag: str, clean: torch.Tensor, p
             out.add_image(name, x)
             _measure(out, name, x, clean)
             if judge is not None:
-                out.metrics[f"{name}_agreement"] = float((judge.classify(x) == judge.classify(clean)).float().mean())
+                out.metrics[f"{name}_agreement"] = float((judge.classify(x) == read_clean).float().mean())
                 if judge.label(prompt) is not None:
                     _judge_prompts(ctx, out, name, x, [prompt] * len(x))
 
