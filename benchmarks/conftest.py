@@ -1,5 +1,5 @@
-"""Benchmark set-up: machine info that keeps runs from different GPUs apart, a synchronising timer,
-and a denoiser wrapper that counts (or splits) UNet calls."""
+"""Benchmark set-up: machine info that keeps runs from different GPUs apart, and the `bench` fixture:
+pytest-benchmark with CUDA synchronised and baselines timed in the same rounds."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import Callable
 import pytest
 import torch
 
-from harness.denoisers.base import NoiseEstimate
 from harness.partb.train import Speed
 
 
@@ -53,17 +52,13 @@ def synchronize(device: torch.device | str) -> None:
         torch.cuda.synchronize()
 
 
-def median_time(fn: Callable[[], object], device, repeats: int = 3) -> float:
-    """Median wall time of fn() over repeats (after one warm-up), synchronising CUDA around each."""
+def timed(fn: Callable[[], object], device) -> float:
+    """Wall time of one fn() call, with CUDA synchronised before and after."""
+    synchronize(device)
+    start = time.perf_counter()
     fn()
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    synchronize(device)
+    return time.perf_counter() - start
 
 
 def peak_memory(device) -> float:
@@ -75,29 +70,39 @@ def peak_memory(device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-class Counting:
-    """Wraps a denoiser: counts calls and rows; with ``split`` > 1 it makes ``split`` separate calls
-    per step instead of one batched call (the naive loop that batching is measured against)."""
-
-    def __init__(self, denoiser, split: int = 1):
-        self.inner, self.split, self.calls, self.rows = denoiser, split, 0, 0
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def __call__(self, x, t, cond) -> NoiseEstimate:
-        parts = [self.inner(xs, ts, cs) for xs, ts, cs in zip(x.chunk(self.split), t.chunk(self.split), cond.chunk(self.split))]
-        self.calls += len(parts)
-        self.rows += x.shape[0]
-        v = None if parts[0].v is None else torch.cat([p.v for p in parts])
-        return NoiseEstimate(torch.cat([p.eps for p in parts]), v)
-
-
 @pytest.fixture
-def bench(benchmark, request):
-    """benchmark.pedantic with warm-up when enabled; one plain call under --benchmark-disable."""
-    def run(fn, rounds: int = 3):
+def bench(benchmark, device):
+    """``bench(fn, rounds, baselines={name: fn_b})`` times fn with pytest-benchmark (pedantic, one warm-up
+    round, CUDA synchronised) and returns (fn's result, {name: per-round times, "ours": fn's}).
+
+    Paired rounds: every round first times each baseline once with the same timer (in pedantic's untimed
+    ``setup``), then fn, so a drift in machine load hits all of them alike; compare them with
+    `paired_ratio`. Under --benchmark-disable fn runs once, the baselines not at all (the tests check
+    them), and the times are empty."""
+    def run(fn: Callable[[], object], rounds: int = 3, baselines: dict[str, Callable[[], object]] | None = None):
         if benchmark.disabled:
-            return benchmark(fn)
-        return benchmark.pedantic(fn, rounds=rounds, warmup_rounds=1, iterations=1)
+            return benchmark(fn), {}
+        baselines = baselines or {}
+        times: dict[str, list[float]] = {name: [] for name in baselines}
+
+        def setup():
+            for name, base in baselines.items():
+                times[name].append(timed(base, device))
+            synchronize(device)
+
+        def target():
+            out = fn()
+            synchronize(device)
+            return out
+
+        result = benchmark.pedantic(target, setup=setup, rounds=rounds, warmup_rounds=1, iterations=1)
+        times = {name: ts[1:] for name, ts in times.items()}  # [0] was the warm-up round's
+        times["ours"] = list(benchmark.stats.stats.data)
+        benchmark.extra_info["rounds"] = rounds
+        return result, times
     return run
+
+
+def paired_ratio(times: dict[str, list[float]], num: str, den: str = "ours") -> float:
+    """median over rounds of time(num) / time(den), both timed in the same round."""
+    return statistics.median(a / b for a, b in zip(times[num], times[den], strict=True))

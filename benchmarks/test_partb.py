@@ -1,8 +1,11 @@
-"""Part B throughput: training images/s per model at the course batch size (with the quick preset's
+"""Part B throughput: training images/s for each model at the course batch size (with the quick preset's
 width, so it runs on a CPU) against a naive reference loop, and DDPM sampling images/s.
 
-vs_naive_loop = time of the textbook step loop / time of `Trainer.train_steps`, the same steps of the same
-model and optimiser (the per-epoch test loss is outside both).
+vs_naive_loop = time of the textbook step loop (`naive_steps`) / time of `Trainer.train_steps`, the same
+steps of the same model and optimiser, timed in the same rounds (the per-epoch test loss is outside both).
+gflops_per_s = the step's FLOPs (torch.utils.flop_counter) / time; matmul_gflops_per_s = a large fp32
+matmul on the same device; their ratio says how close training runs to the hardware, and
+naive time / (FLOPs / matmul rate) = vs_naive_ceiling bounds what any loop could gain over the naive one.
 """
 
 from __future__ import annotations
@@ -11,34 +14,30 @@ import dataclasses
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.conftest import median_time, peak_memory, speed_flags
-from harness.partb.sampling import ddpm_sample
+from benchmarks.baselines import naive_steps
+from benchmarks.conftest import paired_ratio, peak_memory, speed_flags, timed
 from harness.partb.evaluate import measure
-from harness.partb.train import PRESETS, Trainer, build_model, loss_fn, train
+from harness.partb.sampling import ddpm_sample
+from harness.partb.train import PRESETS, Trainer, build_model, train
 from harness.schedules import linear_alphas_cumprod
 from harness.seeding import generators
 
 STEPS = 6
 
 
-def naive_steps(trainer: Trainer, steps: int) -> None:
-    """The textbook loop: a DataLoader collating batches item by item from a CPU Dataset, each batch
-    copied to the device, and loss.item() (a host sync) every step."""
-    r = trainer.recipe
-    data = DataLoader(TensorDataset(trainer.x.cpu(), trainer.y), batch_size=r.batch_size, shuffle=True,
-                      generator=torch.Generator().manual_seed(0))
-    trainer.model.train()
-    losses = []
-    for i, (x, y) in enumerate(data):
-        if i == steps:
-            break
-        loss = loss_fn(trainer.model, r.kind, x.to(trainer.device), y, r, trainer.gen, trainer.abar)
-        trainer.opt.zero_grad()
-        loss.backward()
-        trainer.opt.step()
-        losses.append(loss.item())
+def matmul_gflops_per_s(device, n: int = 2048) -> float:
+    """fp32 GFLOP/s of an n x n matmul on ``device`` (the best of 5): the rate convolutions can approach."""
+    a, b = (torch.randn(n, n, generator=torch.Generator().manual_seed(i)).to(device) for i in (0, 1))
+    return 2 * n**3 / min(timed(lambda: a @ b, device) for _ in range(6)) / 1e9
+
+
+def step_flops(trainer: Trainer) -> int:
+    """FLOPs of one training step (forward and backward), counted by torch.utils.flop_counter."""
+    with FlopCounterMode(display=False) as counter:
+        trainer.train_steps(torch.randperm(len(trainer.x), generator=trainer.gen), 1)
+    return counter.get_total_flops()
 
 
 @pytest.mark.parametrize("kind", ["denoiser", "time", "class"])
@@ -49,15 +48,20 @@ def test_training(bench, benchmark, kind, device, tmp_path, request):
     trainer = Trainer(recipe, tmp_path, device=device, speed=speed)
     steps = STEPS if not benchmark.disabled else 1
     benchmark.group = "partb training"
-    losses = bench(lambda: trainer.train_steps(torch.randperm(len(trainer.x), generator=trainer.gen), steps), rounds=2)
+    losses, times = bench(lambda: trainer.train_steps(torch.randperm(len(trainer.x), generator=trainer.gen), steps),
+                          rounds=3, baselines={"naive": lambda: naive_steps(trainer, steps)})
     assert losses.shape == (steps,) and torch.isfinite(losses).all()
     if benchmark.disabled:
         return
     t = benchmark.stats.stats.median
-    naive = median_time(lambda: naive_steps(trainer, steps), device, repeats=2)
-    benchmark.extra_info.update({"images_per_s": steps * recipe.batch_size / t, "vs_naive_loop": naive / t,
-                                 "num_hiddens": recipe.num_hiddens, "batch_size": recipe.batch_size,
-                                 "peak_memory_mib": peak_memory(device), **dataclasses.asdict(speed)})
+    gflops = step_flops(trainer) * steps / t / 1e9
+    peak = matmul_gflops_per_s(device)
+    benchmark.extra_info.update({
+        "images_per_s": steps * recipe.batch_size / t, "vs_naive_loop": paired_ratio(times, "naive"),
+        "gflops_per_s": gflops, "matmul_gflops_per_s": peak,
+        "vs_naive_ceiling": paired_ratio(times, "naive") * peak / gflops,
+        "num_hiddens": recipe.num_hiddens, "batch_size": recipe.batch_size,
+        "peak_memory_mib": peak_memory(device), **dataclasses.asdict(speed)})
 
 
 @pytest.mark.parametrize("stride", [10, pytest.param(1, marks=pytest.mark.slow)])
@@ -65,7 +69,7 @@ def test_sampling(bench, benchmark, stride, device):
     model = build_model("class", PRESETS["quick"]["class"].num_hiddens, torch.Generator().manual_seed(0)).to(device)
     labels = torch.arange(10).repeat(4)
     benchmark.group = "partb sampling"
-    x, _ = bench(lambda: ddpm_sample(model, linear_alphas_cumprod(300), generators(0, "b", 40), labels, stride=stride))
+    (x, _), _ = bench(lambda: ddpm_sample(model, linear_alphas_cumprod(300), generators(0, "b", 40), labels, stride=stride))
     assert x.shape == (40, 1, 28, 28)
     if not benchmark.disabled:
         benchmark.extra_info["images_per_s"] = 40 / benchmark.stats.stats.median

@@ -13,7 +13,7 @@ import torch
 
 from harness.denoisers.base import Denoiser, NoiseEstimate
 from harness.diffusion import cfg
-from harness.filters import high_pass, low_pass
+from harness.filters import low_pass
 
 
 def _call(denoiser: Denoiser, xs: Sequence[torch.Tensor], t: int, conds: Sequence[torch.Tensor]) -> list[NoiseEstimate]:
@@ -108,7 +108,8 @@ class Hybrid:
     shared_uncond: bool = True
 
     def _combine(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-        return low_pass(low, self.kernel_size, self.sigma) + high_pass(high, self.kernel_size, self.sigma)
+        """low_pass(low) + high_pass(high) = high + G * (low - high): the blur is linear, so one blur a step."""
+        return high + low_pass(low - high, self.kernel_size, self.sigma)
 
     def __call__(self, denoiser: Denoiser, x_t: torch.Tensor, t: int) -> NoiseEstimate:
         if self.shared_uncond:
