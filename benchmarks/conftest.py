@@ -3,8 +3,8 @@ pytest-benchmark with CUDA synchronised and baselines timed in the same rounds."
 
 from __future__ import annotations
 
+import math
 import platform
-import statistics
 import time
 from typing import Callable
 
@@ -72,17 +72,24 @@ def peak_memory(device) -> float:
 
 @pytest.fixture
 def bench(benchmark, device):
-    """``bench(fn, rounds, baselines={name: fn_b})`` times fn with pytest-benchmark (pedantic, one warm-up
-    round, CUDA synchronised) and returns (fn's result, {name: per-round times, "ours": fn's}).
+    """``bench(fn, baselines={name: fn_b})`` times fn with pytest-benchmark (pedantic, CUDA synchronised)
+    and returns (fn's result, {name: per-round times, "ours": fn's}).
 
     Paired rounds: every round first times each baseline once with the same timer (in pedantic's untimed
     ``setup``), then fn, so a drift in machine load hits all of them alike; compare them with
-    `paired_ratio`. Under --benchmark-disable fn runs once, the baselines not at all (the tests check
+    `paired_ratio`. An untimed warm-up round, then one that sizes the run: as many rounds as fit in ``budget_s``, within
+    [min_rounds, max_rounds]. The per-round times are saved in extra_info (``round_times_s``).
+    Under --benchmark-disable fn runs once, the baselines not at all (tests/test_baselines.py checks
     them), and the times are empty."""
-    def run(fn: Callable[[], object], rounds: int = 3, baselines: dict[str, Callable[[], object]] | None = None):
+    def run(fn: Callable[[], object], baselines: dict[str, Callable[[], object]] | None = None,
+            budget_s: float = 20.0, min_rounds: int = 5, max_rounds: int = 20):
         if benchmark.disabled:
             return benchmark(fn), {}
         baselines = baselines or {}
+        for warm_up in (fn, *baselines.values()):
+            warm_up()
+        per_round = timed(fn, device) + sum(timed(base, device) for base in baselines.values())
+        rounds = min(max_rounds, max(min_rounds, math.ceil(budget_s / per_round)))
         times: dict[str, list[float]] = {name: [] for name in baselines}
 
         def setup():
@@ -95,14 +102,14 @@ def bench(benchmark, device):
             synchronize(device)
             return out
 
-        result = benchmark.pedantic(target, setup=setup, rounds=rounds, warmup_rounds=1, iterations=1)
-        times = {name: ts[1:] for name, ts in times.items()}  # [0] was the warm-up round's
+        result = benchmark.pedantic(target, setup=setup, rounds=rounds, warmup_rounds=0, iterations=1)
         times["ours"] = list(benchmark.stats.stats.data)
-        benchmark.extra_info["rounds"] = rounds
+        benchmark.extra_info |= {"rounds": rounds, "round_times_s": times}
         return result, times
     return run
 
 
 def paired_ratio(times: dict[str, list[float]], num: str, den: str = "ours") -> float:
-    """median over rounds of time(num) / time(den), both timed in the same round."""
-    return statistics.median(a / b for a, b in zip(times[num], times[den], strict=True))
+    """min time(num) / min time(den) over the same rounds: noise on a shared machine only ever adds time,
+    so each one's best round is its closest estimate (the medians of this 2-core VM wander by 5-10%)."""
+    return min(times[num]) / min(times[den])
