@@ -5,6 +5,9 @@ efficiency = time of the UNet calls alone (`unet_loop`) / sampler time   (limit 
 batched_speedup = time with each branch a separate UNet call / time with one batched call
 vs_diffusers = time of diffusers' DDPMScheduler.step loop at the same timesteps / our time (CFG)
 loop_ms_per_step (and diffusers_loop_ms_per_step): the loop alone, timed with a denoiser that costs nothing
+efficiency_loop_only = 1 - loop time / sampler time: the efficiency if the UNet cost the same inside the loop
+    as alone; it does not move with the machine's load as much as `efficiency`, whose two timings each
+    wander by several percent on a shared 2-core VM
 """
 
 from __future__ import annotations
@@ -73,7 +76,8 @@ def test_sampler(bench, benchmark, backend, device, stride, guide, batch):
         return
     t = benchmark.stats.stats.median
     info = {"images_per_s": batch / t, "unet_calls_per_s": steps / t, "peak_memory_mib": peak_memory(device),
-            "efficiency": paired_ratio(times, "unet"), "loop_ms_per_step": 1e3 * min(times["loop"]) / steps}
+            "efficiency": paired_ratio(times, "unet"), "efficiency_loop_only": 1 - paired_ratio(times, "loop"),
+            "loop_ms_per_step": 1e3 * min(times["loop"]) / steps}
     if "split" in times:
         info["batched_speedup"] = paired_ratio(times, "split")
     if "diffusers" in times:

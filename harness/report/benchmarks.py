@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # extra_info columns shown where a run has them: ratios from paired rounds, then what explains them
-RATIOS = ("efficiency", "batched_speedup", "vs_diffusers", "vs_naive_loop", "loop_ms_per_step",
+RATIOS = ("efficiency", "efficiency_loop_only", "batched_speedup", "vs_diffusers", "vs_naive_loop", "loop_ms_per_step",
           "diffusers_loop_ms_per_step", "gflops_per_s", "vs_naive_ceiling")
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 WIDTH, HEIGHT, MARGIN = 640, 320, 48
