@@ -77,8 +77,9 @@ def bench(benchmark, device):
 
     Paired rounds: every round first times each baseline once with the same timer (in pedantic's untimed
     ``setup``), then fn, so a drift in machine load hits all of them alike; compare them with
-    `paired_ratio`. An untimed warm-up round, then one that sizes the run: as many rounds as fit in ``budget_s``, within
-    [min_rounds, max_rounds]. The per-round times are saved in extra_info (``round_times_s``).
+    `paired_ratio`. An untimed warm-up round, then one that sizes the run: as many rounds as fit in
+    ``budget_s``, within [min_rounds, max_rounds]. Every round's times are saved in extra_info
+    (``round_times_s``); images/s in extra_info come from pytest-benchmark's median.
     Under --benchmark-disable fn runs once, the baselines not at all (tests/test_baselines.py checks
     them), and the times are empty."""
     def run(fn: Callable[[], object], baselines: dict[str, Callable[[], object]] | None = None,
