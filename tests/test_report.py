@@ -86,8 +86,8 @@ def outputs(tmp_path_factory):
                 record_verdict(out, folder, "cpu", failures_root=root / "out" / "golden-failures")
     finally:
         mp.undo()
-    (root / "bench" / "Linux-CPython-3.11-64bit").mkdir(parents=True)
-    (root / "bench" / "Linux-CPython-3.11-64bit" / "0001_abc.json").write_text(json.dumps(BENCH))
+    (root / "bench" / "cpu" / "Linux-CPython-3.11-64bit").mkdir(parents=True)  # make bench's layout
+    (root / "bench" / "cpu" / "Linux-CPython-3.11-64bit" / "0001_abc.json").write_text(json.dumps(BENCH))
     return root
 
 

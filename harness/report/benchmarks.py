@@ -1,4 +1,4 @@
-"""The latest saved pytest-benchmark run (``make bench`` writes ``.benchmarks/<machine>/NNNN_*.json``):
+"""The latest saved pytest-benchmark run (``make bench`` writes ``.benchmarks/<machine>/<machine id>/NNNN_*.json``):
 a table per group, the efficiency ratios, and the points of a throughput-over-stride chart (drawn as
 inline SVG by the template, one line per group: backend, guidance and batch)."""
 
@@ -46,9 +46,10 @@ class Benchmarks:
 
 
 def latest(root: str | Path) -> Path | None:
-    """The most recent saved run under ``root`` (by its recorded datetime, then file name)."""
+    """The most recent saved run at any depth under ``root`` (by its recorded datetime, then file name):
+    `make bench` saves to ``.benchmarks/<GPU name or cpu>/<pytest-benchmark machine id>/NNNN_*.json``."""
     runs = []
-    for path in Path(root).glob("*/*.json"):
+    for path in Path(root).rglob("*.json"):
         try:
             runs.append((json.loads(path.read_text()).get("datetime", ""), path.name, path))
         except (json.JSONDecodeError, OSError):
