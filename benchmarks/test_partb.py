@@ -28,7 +28,7 @@ STEPS = 6
 
 
 def matmul_gflops_per_s(device, n: int = 2048) -> float:
-    """fp32 GFLOP/s of an n x n matmul on ``device`` (the best of 5): the rate convolutions can approach."""
+    """fp32 GFLOP/s of an n x n matmul on ``device`` (the best of 6): the rate convolutions can approach."""
     a, b = (torch.randn(n, n, generator=torch.Generator().manual_seed(i)).to(device) for i in (0, 1))
     return 2 * n**3 / min(timed(lambda: a @ b, device) for _ in range(6)) / 1e9
 
