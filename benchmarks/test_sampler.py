@@ -62,8 +62,7 @@ def test_sampler(bench, benchmark, backend, device, stride, guide, batch):
     ours = lambda d: sample(d, ts, g, generators(0, "bench", batch))  # noqa: E731
     baselines = {"unet": lambda: unet_loop(backend.denoiser, ts, rows), "loop": lambda: ours(Stub(backend.denoiser))}
     if guide != "plain":
-        split = Counting(backend.denoiser, split=BRANCHES[guide])
-        baselines["split"] = lambda: sample(split, ts, make_guide(split, guide, batch), generators(0, "bench", batch))
+        baselines["split"] = lambda: ours(Counting(backend.denoiser, split=BRANCHES[guide]))
     if guide == "cfg":
         diffusers = lambda d: diffusers_cfg_loop(d, ts, g.cond, g.uncond, g.cfg_scale, torch.Generator().manual_seed(0))  # noqa: E731
         baselines |= {"diffusers": lambda: diffusers(backend.denoiser), "diffusers_loop": lambda: diffusers(Stub(backend.denoiser))}
