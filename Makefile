@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip
 PYTEST_ARGS ?=
 
-.PHONY: install data test reproduce bench golden clean
+.PHONY: install data test reproduce bench golden gpu-wheels clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,17 @@ bench: data
 
 golden: data
 	$(BIN)/python -m harness golden update
+
+# What the GPU image lacks (diffusers at our version and its need importlib_metadata, as cp312 wheels) and
+# the cached MNIST (that machine cannot fetch it), into .whl/; carry .whl to the device and run
+# `bash scripts/gpu_check.sh` there (README "GPU runners").
+GPU_WHEELS = diffusers==$(shell $(BIN)/python -c "import diffusers; print(diffusers.__version__)" 2>/dev/null) importlib_metadata
+gpu-wheels: data
+	rm -rf .whl && mkdir -p .whl
+	$(PIP) download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d .whl $(GPU_WHEELS)
+	$(BIN)/python -c "from harness.partb.mnist import export_idx; export_idx('.whl/mnist')"
 
 clean:
 	rm -rf out .pytest_cache .benchmarks

@@ -19,6 +19,9 @@ def pytest_addoption(parser):
     group.addoption("--bf16", action="store_true", help="Part B training under bf16 autocast (recorded in extra_info)")
     group.addoption("--channels-last", action="store_true", help="Part B training with channels_last weights")
     group.addoption("--compile", action="store_true", help="Part B training with a torch.compile'd UNet")
+    group.addoption("--bench-budget-s", type=float, default=20.0,
+                    help="seconds of timed rounds per benchmark case (after the warm-up; default 20)")
+    group.addoption("--bench-min-rounds", type=int, default=5, help="fewest timed rounds per case (default 5)")
 
 
 def speed_flags(config) -> Speed:
@@ -71,7 +74,7 @@ def peak_memory(device) -> float:
 
 
 @pytest.fixture
-def bench(benchmark, device):
+def bench(benchmark, device, request):
     """``bench(fn, baselines={name: fn_b})`` times fn with pytest-benchmark (pedantic, CUDA synchronised)
     and returns (fn's result, {name: per-round times, "ours": fn's}).
 
@@ -83,12 +86,14 @@ def bench(benchmark, device):
     Under --benchmark-disable fn runs once, the baselines not at all (tests/test_baselines.py checks
     them), and the times are empty."""
     def run(fn: Callable[[], object], baselines: dict[str, Callable[[], object]] | None = None,
-            budget_s: float = 20.0, min_rounds: int = 5, max_rounds: int = 20):
+            budget_s: float | None = None, min_rounds: int | None = None, max_rounds: int = 20):
         if benchmark.disabled:
             return benchmark(fn), {}
         baselines = baselines or {}
         for warm_up in (fn, *baselines.values()):
             warm_up()
+        budget_s = request.config.getoption("--bench-budget-s") if budget_s is None else budget_s
+        min_rounds = request.config.getoption("--bench-min-rounds") if min_rounds is None else min_rounds
         per_round = timed(fn, device) + sum(timed(base, device) for base in baselines.values())
         rounds = min(max_rounds, max(min_rounds, math.ceil(budget_s / per_round)))
         times: dict[str, list[float]] = {name: [] for name in baselines}

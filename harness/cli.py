@@ -55,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--export", action="store_true",
                        help="measure the checkpoints and copy them (fp16) into harness/data/partb/")
 
+    for name, what in (("gpu-check", "the GPU runner check (scripts/gpu_check.sh runs it; --help for its options)"),
+                       ("gpu-home", "unpack a GPU check's results into the tree (--help for its options)")):
+        sub.add_parser(name, help=what, add_help=False)  # listed here; main() hands them their arguments
+
     report = sub.add_parser("report", help="build the static HTML report of saved outputs (OUT/report/index.html)")
     report.add_argument("--outputs", default="out", help="outputs of `run` (OUTPUTS/<section>/<backend>/)")
     report.add_argument("--backend", action="append", help="only these backends (repeatable); default: all on disk")
@@ -66,12 +70,11 @@ def _parser() -> argparse.ArgumentParser:
 def _cases(ids: list[str], backend: str | None) -> list[tuple[str, str | None]]:
     """(section, backend) pairs: 'all' (or none) is every section on ``backend``, or without one on every
     embedded CPU backend it lists; named sections run on ``backend`` (None: the section's first)."""
-    from harness.runner import EMBEDDED_BACKENDS
-    from harness.sections import SECTIONS, get_section
+    from harness.runner import EMBEDDED_BACKENDS, cases
+    from harness.sections import get_section
 
     if ids in ([], ["all"]):
-        wanted = (backend,) if backend else EMBEDDED_BACKENDS
-        return [(s.id, b) for s in SECTIONS.values() for b in s.backends if b in wanted]
+        return cases((backend,) if backend else EMBEDDED_BACKENDS)
     return [(get_section(i).id, backend) for i in ids]
 
 
@@ -159,6 +162,15 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["gpu-check"]:
+        from harness.gpu.check import main as gpu_check
+
+        return gpu_check(argv[1:])
+    if argv[:1] == ["gpu-home"]:
+        from harness.gpu.home import main as gpu_home
+
+        return gpu_home(argv[1:])
     args = _parser().parse_args(argv)
     if args.mnist_root:
         os.environ["MNIST_ROOT"] = args.mnist_root
@@ -175,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd_train(args)
         elif args.command == "report":
             cmd_report(args)
+
     except (UnknownName, BadImage) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

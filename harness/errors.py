@@ -16,7 +16,11 @@ class BadImage(HarnessError, ValueError):
     """A user image or mask that cannot be used as given."""
 
 
-class WeightsUnavailable(HarnessError):
+class BackendUnavailable(HarnessError):
+    """A backend cannot run here (no weights, no CUDA, too little memory); cases on it skip with this line."""
+
+
+class WeightsUnavailable(BackendUnavailable):
     """Model weights are absent, gated or unreachable; the message says how to get them."""
 
 

@@ -197,7 +197,7 @@ def verdict(out: Outputs, backend: str, device: str | torch.device, root: Path |
     metrics: dict[str, dict] = {}
     for name in sorted(set(want_metrics) & set(out.metrics)):
         got, want = out.metrics[name], want_metrics[name]
-        metrics[name] = {"obtained": got, "golden": want, "difference": got - want, "passed": _close(got, want, tol)}
+        metrics[name] = {"obtained": got, "golden": want, "difference": got - want, "passed": metric_close(got, want, tol)}
         if not metrics[name]["passed"]:
             problems.append(f"metric {name}: {got:.6g} != golden {want:.6g}")
     return Verdict(section, backend, device_class(device), str(golden_dir(backend, section, device, root)), tol,
@@ -210,7 +210,7 @@ def compare(out: Outputs, backend: str, device: str | torch.device, root: Path |
     verdict(out, backend, device, root, failures_root).raise_if_failed()
 
 
-def _close(got: float, want: float, tol: Tolerance) -> bool:
+def metric_close(got: float, want: float, tol: Tolerance) -> bool:
     if math.isinf(want) or math.isinf(got) or math.isnan(want) or math.isnan(got):
         return got == want or (math.isnan(got) and math.isnan(want))
     return abs(got - want) <= tol.metric_abs + tol.metric_rel * abs(want)

@@ -18,6 +18,14 @@ from harness.seeding import DEFAULT_SEED
 EMBEDDED_BACKENDS = ("tiny-if", "mnist")  # run on CPU from what the package ships; `run all` covers them
 
 
+def cases(backends=EMBEDDED_BACKENDS) -> list[tuple[str, str]]:
+    """Every (section id, backend) case on ``backends``, in registry order: the one list that the CLI,
+    the reproductions, the report tests and the GPU check run."""
+    from harness.sections import SECTIONS
+
+    return [(s.id, b) for s in SECTIONS.values() for b in s.backends if b in backends]
+
+
 def fix_threads() -> int:
     """Use HARNESS_NUM_THREADS (default 2) CPU threads: CPU goldens and bitwise checks assume one count
     (1 vs 2 threads differ by ~1e-6 per UNet call)."""

@@ -17,6 +17,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -240,8 +241,9 @@ def _write_csv(path: Path, header: list[str], rows) -> None:
 
 def train(kind: str, preset: str = "quick", out_dir: str | Path = "out/train", seed: int = 0, device: str = "cpu",
           resume: bool = True, max_steps: int | None = None, progress: bool = True, speed: Speed = Speed(),
-          **overrides) -> Trainer:
-    """Train ``kind`` with a preset (``overrides`` change recipe fields); checkpoints at save_epochs."""
+          on_epoch: Callable[[Trainer], None] | None = None, **overrides) -> Trainer:
+    """Train ``kind`` with a preset (``overrides`` change recipe fields); checkpoints at save_epochs;
+    ``on_epoch(trainer)`` after each epoch's files are written (the GPU check times epochs with it)."""
     recipe = dataclasses.replace(PRESETS[preset][kind], **overrides)
     trainer = Trainer(recipe, Path(out_dir), seed, device, speed)
     if resume and trainer.load_state() and progress:
@@ -252,4 +254,6 @@ def train(kind: str, preset: str = "quick", out_dir: str | Path = "out/train", s
             trainer.save_checkpoint()
         trainer.save_state()
         trainer.write_logs()
+        if on_epoch is not None:
+            on_epoch(trainer)
     return trainer

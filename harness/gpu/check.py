@@ -1,0 +1,279 @@
+"""The GPU runner check: every GPU measurement the project needs, in one command, most valuable first.
+
+    bash scripts/gpu_check.sh                       # on a lent GPU (device tool, carry .whl): results in $OUT
+    bash scripts/gpu_check.sh --dry-run --out DIR   # here, on CPU: every step at tiny sizes (tests run it)
+
+Each step runs in its own process(es) under a time box; when it ends, its status and time go into
+``summary.json`` and the small results are packed again into ``OUT/results.tar.gz`` (Part B checkpoints
+into ``OUT/checkpoints.tar.partNN``, 15 MiB parts), so a run cut off at any point still brings home every
+finished step. A step whose time box no longer fits in what is left of --budget-s is skipped and says so.
+`harness.gpu.home` unpacks a run into the tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from harness.atomic import atomic_write_text
+
+PART_BYTES = 15 * 2**20
+FULL_BACKENDS = ("tiny-if", "mnist")
+DRY_SECTIONS = ("A1.1", "B1.2")  # cheap sections: Part A on both backends, Part B on mnist
+
+
+class StepFailed(Exception):
+    pass
+
+
+@dataclass
+class Check:
+    """One run: where it writes, on which device, how long it may take."""
+
+    out: Path
+    work: Path
+    device: str
+    dry: bool
+    deadline: float
+
+    def python(self, args: list[str], log: str, timeout: float, env: dict | None = None) -> None:
+        """Run ``python args`` from the repo root, output appended to work/logs/<log>.log; StepFailed on a
+        non-zero exit or when ``timeout`` (capped by the run's deadline) passes."""
+        timeout = min(timeout, self.deadline - time.monotonic())
+        path = self.work / "logs" / f"{log}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
+            f.write(f"$ python {' '.join(args)}\n")
+            f.flush()
+            try:
+                rc = subprocess.run([sys.executable, *args], stdout=f, stderr=subprocess.STDOUT, timeout=max(timeout, 1),
+                                    env={**os.environ, **(env or {})}, cwd=ROOT).returncode
+            except subprocess.TimeoutExpired:
+                raise StepFailed(f"time box of {timeout:.0f} s passed (see logs/{log}.log)") from None
+        if rc != 0:
+            raise StepFailed(f"exit {rc}: {_tail(path)}")
+
+    def cases(self, root: str, backends: tuple[str, ...], timeout: float, *extra: str) -> None:
+        args = ["-m", "harness.gpu.cases", "--root", str(self.work / root), "--device", self.device]
+        args += [a for b in backends for a in ("--backend", b)]
+        args += [a for s in DRY_SECTIONS for a in ("--section", s)] if self.dry else []
+        self.python(args + list(extra), root, timeout)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _tail(path: Path, n: int = 400) -> str:
+    return " ".join(path.read_text(errors="replace")[-n:].split())
+
+
+# -- the steps, in order of value --------------------------------------------------------------------
+
+def step_env(c: Check) -> None:
+    """Versions, GPU, driver; and a smoke test that fails in seconds: a matmul on the device, diffusers
+    importable, MNIST readable."""
+    import torch
+
+    info = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
+            "device": c.device, "dry_run": c.dry, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    if c.device == "cuda":
+        if not torch.cuda.is_available():
+            raise StepFailed("torch sees no CUDA device")
+        info |= {"gpu": torch.cuda.get_device_name(), "gpu_memory_gib": torch.cuda.get_device_properties(0).total_memory / 2**30,
+                 "driver": _nvidia_smi("driver_version"), "cudnn": torch.backends.cudnn.version()}
+    x = torch.randn(256, 256, generator=torch.Generator().manual_seed(0)).to(c.device)
+    assert torch.isfinite(x @ x).all()
+    c.python(["-c", "import diffusers, transformers, torchmetrics, skimage; from diffusers import IFPipeline; "
+                    "from harness.partb.mnist import load_mnist; load_mnist('test'); "
+                    "print('diffusers', diffusers.__version__, 'transformers', transformers.__version__)"], "env", 120)
+    info["libraries"] = (c.work / "logs" / "env.log").read_text().splitlines()[-1]
+    atomic_write_text(c.work / "env.json", json.dumps(info, indent=1) + "\n")
+
+
+def _nvidia_smi(field: str) -> str:
+    try:
+        return subprocess.run(["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader"], capture_output=True,
+                              text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def step_goldens(c: Check) -> None:
+    """Process A: every case of the embedded backends on the device; goldens under work/golden/<device>/."""
+    c.cases("golden", FULL_BACKENDS, 600)
+
+
+def step_determinism(c: Check) -> None:
+    """Process B: the same cases again, judged against A's goldens (`golden.verdict`), and bitwise-compared
+    with A through their float32 hashes."""
+    from harness.gpu.compare import determinism
+
+    c.cases("golden-b", FULL_BACKENDS, 600, "--no-golden", "--against", str(c.work / "golden"))
+    a, b = (json.loads((c.work / r / "cases.json").read_text()) for r in ("golden", "golden-b"))
+    verdicts = {k: v.get("verdict") for k, v in b.items()}
+    atomic_write_text(c.work / "determinism.json", json.dumps(
+        {"bitwise": determinism(a, b), "golden_verdicts_from_second_process": verdicts}, indent=1, allow_nan=True) + "\n")
+
+
+def step_agreement(c: Check) -> None:
+    """CUDA outputs against the repository's CPU goldens: PSNR per image, metric differences."""
+    from harness.gpu.compare import agreement
+
+    atomic_write_text(c.work / "agreement.json", json.dumps(agreement(c.work / "golden", c.device), indent=1, allow_nan=True) + "\n")
+
+
+def _pytest(c: Check, name: str, args: list[str], timeout: float) -> None:
+    json_path = c.work / "bench" / f"{name}.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    c.python(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--device", c.device, f"--benchmark-json={json_path}",
+              f"--junitxml={c.work / 'bench' / (name + '.xml')}", *args], name, timeout)
+
+
+def _bench_args(c: Check) -> list[str]:
+    return ["--benchmark-enable", "--bench-budget-s", "0" if c.dry else "1.5", "--bench-min-rounds", "1" if c.dry else "2"]
+
+
+def step_bench(c: Check) -> None:
+    """The sampler matrix (stride x guide, batch 1) on tiny-if and mnist, and Part B throughput."""
+    select = ["-k", "tiny-if-30-plain or test_sampling"] if c.dry else ["-k", "not deepfloyd"]
+    _pytest(c, "bench", ["benchmarks/test_sampler.py", "benchmarks/test_partb.py", *_bench_args(c), *select], 420)
+
+
+def step_bench_deepfloyd_random(c: Check) -> None:
+    """The sampler matrix on IF at its real size with random weights (skips, saying why, without CUDA)."""
+    select = "deepfloyd-random-30-cfg" if c.dry else "deepfloyd-random"
+    _pytest(c, "bench-deepfloyd-random", ["benchmarks/test_sampler.py", *_bench_args(c), "-k", select], 420)
+
+
+def _partb(kind: str, name: str, *flags: str) -> Callable[[Check], None]:
+    def step(c: Check) -> None:
+        args = ["-m", "harness.gpu.partb", kind, "--device", c.device, "--out", str(c.work / "partb" / name)]
+        # the dry run leaves out --compile: compiling on a CPU takes most of a minute
+        args += [f for f in flags if f != "--compile"] + ["--tiny", "--fid-samples", "20", "--fid-stride", "30"] if c.dry else list(flags)
+        c.python(args, f"partb-{name}", 420)
+    step.__doc__ = f"Part B {kind}: the course recipe{' with ' + ' '.join(flags) if flags else ', fp32 eager'}."
+    return step
+
+
+FAST = ("--bf16", "--channels-last", "--compile")
+
+
+def step_tests(c: Check) -> None:
+    """The unit tests on the device (loop guards under CUDA sync debug mode); Chromium is not there."""
+    select = ["tests/test_loops.py", "-k", "part_b_sampling"] if c.dry else ["tests", "-k", "not chromium"]
+    _pytest(c, "tests", select, 300)
+
+
+def step_deepfloyd_random_suite(c: Check) -> None:
+    """The Part A suite on deepfloyd-random: wall time per section at the real model's cost."""
+    c.cases("deepfloyd-random-suite", ("deepfloyd-random",), 600, "--no-golden")
+
+
+STEPS: dict[str, tuple[Callable[[Check], None], int]] = {  # name -> (step, time box in seconds), by value
+    "env": (step_env, 90),
+    "goldens": (step_goldens, 180),
+    "determinism": (step_determinism, 180),
+    "agreement": (step_agreement, 30),
+    "partb-time-fast": (_partb("time", "time-fast", *FAST, "--export"), 180),
+    "bench-deepfloyd-random": (step_bench_deepfloyd_random, 200),
+    "partb-time-fp32": (_partb("time", "time-fp32"), 180),
+    "bench": (step_bench, 180),
+    "tests": (step_tests, 180),
+    "partb-class-fast": (_partb("class", "class-fast", *FAST, "--export"), 180),
+    "partb-denoiser-fast": (_partb("denoiser", "denoiser-fast", *FAST, "--export"), 150),
+    "deepfloyd-random-suite": (step_deepfloyd_random_suite, 300),
+}
+MIN_STEP_S = 20  # a step starts only with at least this much of the budget left
+
+
+def pack(c: Check, steps: list[str]) -> None:
+    """OUT/results.tar.gz: everything small under work (not checkpoints, training state or process B's
+    goldens); OUT/checkpoints.tar.partNN: the fp16 Part B checkpoints that ``steps`` exported, in 15 MiB
+    parts (only this invocation's: what one call may bring back is limited)."""
+    def small(info: tarfile.TarInfo):
+        skip = info.name.endswith(("_state.pt", ".safetensors")) or "/golden-b/cuda" in info.name or "/golden-b/cpu" in info.name
+        return None if skip else info
+
+    tmp = c.out / "results.tar.gz.tmp"
+    with tarfile.open(tmp, "w:gz") as tar:
+        tar.add(c.work, arcname="gpu-check", filter=small)
+    tmp.replace(c.out / "results.tar.gz")
+    exports = [c.work / "partb" / s.removeprefix("partb-") / "export" for s in steps]
+    exports = [e for e in exports if e.is_dir()]
+    if exports:
+        tar_path = c.work / "checkpoints.tar"
+        with tarfile.open(tar_path, "w") as tar:
+            for folder in exports:
+                tar.add(folder, arcname=f"checkpoints/{folder.parent.name}")
+        data = tar_path.read_bytes()
+        for old in c.out.glob("checkpoints.tar.part*"):
+            old.unlink()
+        for i in range(0, len(data), PART_BYTES):
+            (c.out / f"checkpoints.tar.part{i // PART_BYTES:02d}").write_bytes(data[i:i + PART_BYTES])
+
+
+def run(c: Check, names: list[str], resume: bool = False) -> dict:
+    """Run the named steps in STEPS order; summary.json after each. The env step failing stops the run.
+    ``resume``: keep the steps that an earlier run in the same work folder finished ("ok") and run the rest."""
+    done = json.loads((c.work / "summary.json").read_text()) if resume and (c.work / "summary.json").is_file() else {}
+    summary: dict[str, dict] = {k: v for k, v in done.items() if v["status"] == "ok"}
+    ran: list[str] = []
+    for name in names:
+        if name in summary and name != "env":
+            continue
+        ran.append(name)
+        step, box = STEPS[name]
+        left = c.deadline - time.monotonic()
+        if left < MIN_STEP_S:
+            summary[name] = {"status": "skipped", "why": f"{left:.0f} s of the budget left"}
+        else:
+            start = time.monotonic()
+            c_step = Check(c.out, c.work, c.device, c.dry, min(c.deadline, start + box))
+            try:
+                step(c_step)
+                summary[name] = {"status": "ok"}
+            except Exception as e:  # noqa: BLE001 - a step's failure is recorded and the next step runs
+                summary[name] = {"status": "failed", "why": f"{type(e).__name__}: {e}"[:2000]}
+            summary[name]["seconds"] = round(time.monotonic() - start, 1)
+        print(f"gpu-check {name}: {summary[name]['status']} {summary[name].get('seconds', '')} "
+              f"{summary[name].get('why', '')}".rstrip(), flush=True)
+        atomic_write_text(c.work / "summary.json", json.dumps(summary, indent=1) + "\n")
+        pack(c, [n for n in ran if n.startswith("partb-")])
+        if name == "env" and summary[name]["status"] != "ok":
+            break
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m harness gpu-check", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=os.environ.get("OUT"), help="where results go (default: $OUT)")
+    p.add_argument("--work", type=Path, help="working folder (default: OUT/../gpu-check-work)")
+    p.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes, every step")
+    p.add_argument("--budget-s", type=float, default=540, help="the whole run's time budget (default 540 = 9 min)")
+    p.add_argument("--steps", help=f"comma-separated subset of: {', '.join(STEPS)}")
+    p.add_argument("--resume", action="store_true", help="skip the steps an earlier run in --work finished")
+    a = p.parse_args(argv)
+    if a.out is None:
+        p.error("--out is required where $OUT is not set")
+    names = [n for n in STEPS if a.steps is None or n in a.steps.split(",")]
+    unknown = set(a.steps.split(",")) - set(STEPS) if a.steps else set()
+    if unknown:
+        p.error(f"unknown steps {sorted(unknown)}; steps: {', '.join(STEPS)}")
+    a.out.mkdir(parents=True, exist_ok=True)
+    work = a.work or a.out.resolve().parent / "gpu-check-work"
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    check = Check(a.out, work, "cpu" if a.dry_run else "cuda", a.dry_run, time.monotonic() + a.budget_s)
+    summary = run(check, names, a.resume)
+    return 0 if summary.get("env", {}).get("status") in ("ok", None) else 1

@@ -1,0 +1,152 @@
+"""Bring a GPU check's results home: ``python -m harness gpu-home FOLDER`` (the files the device returned).
+
+- ``golden/cuda/{tiny-if,mnist}/...``: the CUDA goldens process A wrote (compared from process B on the GPU);
+- ``benchmarks/results/<GPU>/``: pytest-benchmark JSON, env, summary, determinism, CPU-vs-CUDA agreement,
+  Part B recipe results and per-case wall times, and ``SUMMARY.md`` (the tables the README cites);
+- ``out/gpu/<GPU>/checkpoints/``: the exported fp16 Part B checkpoints (with --ship-checkpoints also copied
+  into ``harness/data/partb/``, the `mnist` backend's shipped set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import re
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+
+from harness.golden import GOLDEN_ROOT
+from harness.gpu.check import FULL_BACKENDS
+from harness.partb.checkpoints import shipped_dir
+
+REPO = GOLDEN_ROOT.parent
+RESULTS = ("env.json", "summary.json", "determinism.json", "agreement.json")
+
+
+def slug(gpu: str) -> str:
+    """'NVIDIA H200' -> 'NVIDIA-H200' (the folder name `make bench` uses for a machine kind)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", gpu.strip()) or "unknown-gpu"
+
+
+def unpack(files: Path, repo: Path = REPO, ship_checkpoints: bool = False) -> Path:
+    """Unpack a run's files into ``repo``; return the results folder."""
+    with tempfile.TemporaryDirectory() as tmp:
+        with tarfile.open(files / "results.tar.gz") as tar:
+            tar.extractall(tmp, filter="data")
+        work = Path(tmp) / "gpu-check"
+        env = json.loads((work / "env.json").read_text())
+        dest = repo / "benchmarks" / "results" / slug(env.get("gpu", env["device"]))
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in RESULTS:
+            if (work / name).is_file():
+                shutil.copyfile(work / name, dest / name)
+        for path in sorted((work / "bench").glob("*.json")):
+            shutil.copyfile(path, dest / path.name)
+        for path in sorted(work.glob("partb/*/result.json")):
+            shutil.copyfile(path, dest / f"partb-{path.parent.name}.json")
+        for name in ("golden", "deepfloyd-random-suite"):
+            if (work / name / "cases.json").is_file():
+                shutil.copyfile(work / name / "cases.json", dest / f"cases-{name}.json")
+        device_class = "cuda" if env["device"] == "cuda" else "cpu"
+        for backend in FULL_BACKENDS:
+            src = work / "golden" / device_class / backend
+            if src.is_dir() and device_class == "cuda":
+                shutil.copytree(src, repo / "golden" / "cuda" / backend, dirs_exist_ok=True)
+    _unpack_checkpoints(files, repo / "out" / "gpu" / dest.name, repo if ship_checkpoints else None)
+    (dest / "SUMMARY.md").write_text(summary_markdown(dest))
+    return dest
+
+
+def _unpack_checkpoints(files: Path, dest: Path, ship_into: Path | None) -> None:
+    parts = sorted(files.glob("checkpoints.tar.part*"))
+    if not parts:
+        return
+    data = b"".join(p.read_bytes() for p in parts)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(dest, filter="data")
+    if ship_into is not None:
+        for path in sorted(dest.glob("checkpoints/*/*")):
+            shutil.copyfile(path, shipped_dir() / path.name)
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+
+
+def _g(x, fmt: str = ".3g") -> str:
+    return "" if x is None else format(x, fmt)
+
+
+def summary_markdown(dest: Path) -> str:
+    """The results folder as Markdown: environment, steps, determinism, agreement, Part B recipes, benchmarks."""
+    read = lambda n: json.loads((dest / n).read_text()) if (dest / n).is_file() else None  # noqa: E731
+    env, parts = read("env.json") or {}, []
+    parts.append(f"# GPU check: {env.get('gpu', env.get('device'))}, {env.get('date', '')}\n\n"
+                 f"torch {env.get('torch')}, CUDA {env.get('cuda')}, driver {env.get('driver')}, "
+                 f"Python {env.get('python')}; {env.get('libraries', '')}")
+    if summary := read("summary.json"):
+        parts.append("## Steps\n\n" + _table(["step", "status", "seconds", "note"], [
+            [k, v["status"], v.get("seconds", ""), v.get("why", "")[:160]] for k, v in summary.items()]))
+    if det := read("determinism.json"):
+        bitwise = det["bitwise"]
+        compared = [k for k, v in bitwise.items() if v["compared"]]
+        equal = [k for k in compared if bitwise[k]["bitwise_equal"]]
+        verdicts = det["golden_verdicts_from_second_process"]
+        passed = [k for k, v in verdicts.items() if v and v["passed"]]
+        parts.append(f"## Determinism\n\nTwo processes, same seeds: {len(equal)} of {len(compared)} cases bitwise equal "
+                     f"(float32 outputs and metrics); {len(passed)} of {len(verdicts)} pass process A's golden from "
+                     f"process B.\n\n" + _table(["case", "bitwise equal", "images that differ", "metrics that differ"], [
+                         [k, v["bitwise_equal"], ", ".join(v["images_differ"]), ", ".join(v["metrics_differ"])]
+                         for k, v in bitwise.items() if v["compared"]]))
+    if agree := read("agreement.json"):
+        parts.append("## CUDA against the CPU goldens\n\n" + _table(
+            ["case", "min PSNR (dB)", "largest metric difference", "CPU tolerance passes", "CUDA tolerance passes"], [
+                [k, _g(v["min_psnr"], ".1f"), _largest(v["metrics"]), v["cpu_tolerance_passes"], v["cuda_tolerance_passes"]]
+                for k, v in agree.items()]))
+    recipes = sorted(dest.glob("partb-*.json"))
+    if recipes:
+        rows = []
+        for path in recipes:
+            r = json.loads(path.read_text())
+            flags = "+".join(k for k, v in r["speed"].items() if v) or "fp32 eager"
+            m = r["measure"]
+            rows.append([r["kind"], flags, _g(r["train_seconds"], ".1f"), _g(r["epoch_seconds"][0], ".1f"),
+                         _g(r["steady_images_per_s"], ".0f"), _g(r["test_loss"], ".4f"),
+                         _g(m.get("fid_lite", m.get("psnr_sigma0.5")), ".2f"), _g(m.get("accuracy_cfg5"), ".3f")])
+        parts.append("## Part B, the course recipes\n\n" + _table(
+            ["model", "speed flags", "train s", "first epoch s", "steady img/s", "test loss", "FID-lite (PSNR for denoiser)",
+             "accuracy"], rows))
+    for path in sorted(dest.glob("bench*.json")):
+        rows = [[b["name"].split("::")[-1], _g(b["stats"]["median"] * 1e3, ".1f"), _g(b["extra_info"].get("images_per_s")),
+                 _g(b["extra_info"].get("efficiency")), _g(b["extra_info"].get("vs_diffusers")),
+                 _g(b["extra_info"].get("peak_memory_mib"), ".0f")]
+                for b in json.loads(path.read_text()).get("benchmarks", [])]
+        if rows:
+            parts.append(f"## Benchmarks ({path.name})\n\n" + _table(
+                ["case", "median ms", "images/s", "efficiency", "vs_diffusers", "peak MiB"], rows))
+    for name in ("cases-golden.json", "cases-deepfloyd-random-suite.json"):
+        if cases := read(name):
+            parts.append(f"## Wall time per case ({name})\n\n" + _table(["case", "seconds"], [
+                [k, _g(v.get("seconds"), ".1f") or v.get("skipped", "")] for k, v in cases.items()]))
+    return "\n\n".join(parts) + "\n"
+
+
+def _largest(metrics: dict) -> str:
+    if not metrics:
+        return ""
+    name, m = max(metrics.items(), key=lambda kv: abs(kv[1]["difference"]) if kv[1]["difference"] == kv[1]["difference"] else 0)
+    return f"{name}: {m['difference']:.3g}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m harness gpu-home", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("files", type=Path, help="the folder holding results.tar.gz (and checkpoints.tar.partNN)")
+    p.add_argument("--ship-checkpoints", action="store_true", help="also copy the fp16 checkpoints into harness/data/partb/")
+    a = p.parse_args(argv)
+    print(f"results in {unpack(a.files, ship_checkpoints=a.ship_checkpoints)}")
+    return 0

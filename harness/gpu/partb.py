@@ -1,0 +1,89 @@
+"""A Part B recipe run for the GPU check: train with speed flags, time every epoch, measure, export fp16.
+
+    python -m harness.gpu.partb time --device cuda --out DIR [--bf16 --channels-last --compile] [--export]
+
+Writes ``DIR/result.json``: the flags, wall time of the whole run and of each epoch (the first holds
+torch.compile's compilation), images/s of the steady epochs, the last test loss, and the measurement of
+the last checkpoint (`harness.partb.evaluate.measure`: FID-lite of --fid-samples samples at every
+--fid-stride-th timestep, accuracy for class, PSNR for the denoiser). With --export the checkpoints are
+copied as fp16 into ``DIR/export`` (`checkpoints.export`), the form `harness/data/partb/` ships.
+--tiny is the dry run's recipe: the quick preset cut to a few steps of a narrow UNet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from harness.atomic import atomic_write_text
+from harness.partb import checkpoints
+from harness.partb.evaluate import measure
+from harness.partb.train import KINDS, Speed, train
+from harness.runner import fix_threads
+
+TINY = dict(num_hiddens=8, subset=128, test_subset=32, epochs=2, save_epochs=(1, 2))
+
+
+def run_recipe(kind: str, out: Path, device: str, speed: Speed, preset: str = "course", fid_samples: int = 1000,
+               fid_stride: int = 1, export: bool = False, **overrides) -> dict:
+    """Train ``kind`` (no resume), timing each epoch; measure and optionally export; return result.json."""
+    fix_threads()
+    epoch_ends: list[float] = []
+
+    def sync_time(_trainer) -> None:
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
+        epoch_ends.append(time.perf_counter())
+
+    start = time.perf_counter()
+    trainer = train(kind, preset, out, device=device, resume=False, progress=False, speed=speed,
+                    on_epoch=sync_time, **overrides)
+    epochs = [b - a for a, b in zip([start] + epoch_ends, epoch_ends)]
+    recipe = trainer.recipe
+    steady = epochs[1:] or epochs
+    images = len(trainer.x)
+    result = {"kind": kind, "preset": preset, "recipe": dataclasses.asdict(recipe), "speed": dataclasses.asdict(speed),
+              "device": torch.cuda.get_device_name() if torch.device(device).type == "cuda" else "cpu",
+              "train_seconds": epoch_ends[-1] - start, "epoch_seconds": epochs,
+              "steady_images_per_s": images * len(steady) / sum(steady), "test_loss": trainer.test_log[-1][1],
+              "peak_memory_mib": torch.cuda.max_memory_allocated() / 2**20 if torch.device(device).type == "cuda" else None}
+    n = fid_samples if kind != "class" else fid_samples - fid_samples % 10
+    result["measure"] = measure(kind, trainer.model.eval(), n=n, stride=fid_stride)
+    result["measure_seconds"] = time.perf_counter() - epoch_ends[-1]
+    if export:
+        metrics = {str(recipe.epochs): result["measure"]}
+        checkpoints.export(out, kind, metrics, root=_mkdir(out / "export"))
+    atomic_write_text(out / "result.json", json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m harness.gpu.partb", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("kind", choices=KINDS)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--fid-samples", type=int, default=1000)
+    p.add_argument("--fid-stride", type=int, default=1)
+    p.add_argument("--export", action="store_true")
+    p.add_argument("--tiny", action="store_true", help="the dry run's recipe (see the module docstring)")
+    for flag in ("bf16", "channels-last", "compile"):
+        p.add_argument(f"--{flag}", action="store_true")
+    a = p.parse_args(argv)
+    speed = Speed(bf16=a.bf16, channels_last=a.channels_last, compile=a.compile)
+    preset, overrides = ("quick", TINY) if a.tiny else ("course", {})
+    run_recipe(a.kind, a.out, a.device, speed, preset, a.fid_samples, a.fid_stride, a.export, **overrides)
+
+
+if __name__ == "__main__":
+    main()
