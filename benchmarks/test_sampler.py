@@ -18,7 +18,7 @@ import torch
 from benchmarks.baselines import Counting, Stub, diffusers_cfg_loop, unet_loop
 from benchmarks.conftest import paired_ratio, peak_memory
 from harness.backends import backend_params, get_backend
-from harness.errors import WeightsUnavailable
+from harness.errors import BackendUnavailable
 from harness.guides import CFG, VIEWS, Anagram, Hybrid, Plain
 from harness.sampling import sample
 from harness.schedules import strided_timesteps
@@ -43,11 +43,11 @@ def make_guide(den, name: str, batch: int):
     return Hybrid(c("a lithograph of a skull"), c("a lithograph of waterfalls"), c(None), 7.0, p["kernel_size"], p["sigma"])
 
 
-@pytest.fixture(scope="module", params=["tiny-if", "mnist", "deepfloyd"])
+@pytest.fixture(scope="module", params=["tiny-if", "mnist", "deepfloyd", "deepfloyd-random"])
 def backend(request, device):
     try:
         return get_backend(request.param, device)
-    except WeightsUnavailable as e:
+    except BackendUnavailable as e:
         pytest.skip(str(e))
 
 

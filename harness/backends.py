@@ -22,17 +22,32 @@ def _deepfloyd(device: str):
     return load_deepfloyd(device=device)
 
 
+def _deepfloyd_random(device: str):
+    from harness.denoisers.deepfloyd_random import load_deepfloyd_random
+
+    return load_deepfloyd_random(device)
+
+
 def _mnist(device: str):
     from harness.denoisers.mnist import MnistBackend
 
     return MnistBackend(device)
 
 
-BACKENDS: dict[str, Callable[[str], object]] = {"tiny-if": _tiny_if, "deepfloyd": _deepfloyd, "mnist": _mnist}
+BACKENDS: dict[str, Callable[[str], object]] = {"tiny-if": _tiny_if, "deepfloyd": _deepfloyd,
+                                                 "deepfloyd-random": _deepfloyd_random, "mnist": _mnist}
+# Random weights at the real size, in fp16 on whatever GPU runs them: their images carry nothing to
+# reproduce, so their cases check the sections' relations and keep no goldens (they measure cost).
+WITHOUT_GOLDENS = ("deepfloyd-random",)
 
 
 def backend_names() -> list[str]:
     return list(BACKENDS)
+
+
+def has_goldens(name: str) -> bool:
+    """Whether a backend's cases are compared with goldens (known without loading the backend)."""
+    return name not in WITHOUT_GOLDENS
 
 
 def backend_params(name: str) -> dict[str, dict]:

@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 import torch
 
@@ -63,13 +63,19 @@ def _pretrained_kwargs(source: str, dtype: torch.dtype) -> dict:
     return dict(dtype=dtype, **variant)
 
 
+class Prompts(Protocol):
+    """Where a backend's prompt embeddings come from: the T5 `PromptCache`, or deepfloyd-random's seeded draws."""
+
+    def get(self, prompts: Sequence[str | None]) -> torch.Tensor: ...  # (B, 77, D) float32 CPU; None is ""
+
+
 class IFDenoiser:
     """Stage 1 of IF as a `Denoiser`: eps and the learned-range value v from the 6-channel UNet output."""
 
     variance_type = "learned_range"
     data_range = (-1.0, 1.0)
 
-    def __init__(self, name: str, pipe: IFPipeline, prompts: PromptCache, device: torch.device,
+    def __init__(self, name: str, pipe: IFPipeline, prompts: Prompts, device: torch.device,
                  x0_clip: float | None):
         self.name, self.unet, self.prompts = name, pipe.unet, prompts
         self.device, self.dtype, self.x0_clip = device, pipe.unet.dtype, x0_clip
@@ -178,5 +184,11 @@ def load_deepfloyd(stage1: str | None = None, stage2: str | None = None, device:
     pipe2 = pipe2.to(device)
     key = f"{name}-{stage1}-{str(dtype).removeprefix('torch.')}"
     prompts = PromptCache(cache_dir() / "prompt-embeds", key, _encoder(stage1, pipe1, dtype, device))
-    denoiser = IFDenoiser(name, pipe1, prompts, device, _x0_clip(stage1))
-    return IFBackend(name, denoiser, pipe1, pipe2, device)
+    return if_backend(name, pipe1, pipe2, prompts, device, _x0_clip(stage1))
+
+
+def if_backend(name: str, stage1: IFPipeline, stage2: IFSuperResolutionPipeline, prompts: Prompts,
+               device: torch.device, x0_clip: float | None) -> IFBackend:
+    """The one way an IF backend is put together from its two pipelines and its prompt embeddings, whether
+    the UNets were loaded (`load_deepfloyd`) or built with random weights (`deepfloyd_random`)."""
+    return IFBackend(name, IFDenoiser(name, stage1, prompts, device, x0_clip), stage1, stage2, device)

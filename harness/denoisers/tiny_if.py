@@ -15,12 +15,16 @@ import json
 import tempfile
 from importlib.resources import files
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from harness.atomic import build_dir_once
 from harness.denoisers.deepfloyd import NO_EXTRAS
 from harness.paths import cache_dir
+
+if TYPE_CHECKING:
+    from diffusers import IFPipeline, IFSuperResolutionPipeline
 
 SEED = 20241124
 T5 = dict(d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
@@ -82,12 +86,15 @@ def _tokenizer():
     return T5TokenizerFast(vocab=vocab, extra_ids=0, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
 
 
-def _init_(model: torch.nn.Module, gen: torch.Generator, out_scale: float = 1.0) -> torch.nn.Module:
-    """Overwrite every parameter from ``gen`` in name order: N(0, 1/fan_in) matrices, 0 biases, 1 scales."""
+def init_random_(model: torch.nn.Module, gen: torch.Generator, out_scale: float = 1.0) -> torch.nn.Module:
+    """Overwrite every parameter from ``gen`` in name order: N(0, 1/fan_in) matrices, 0 biases, 1 scales,
+    and ``conv_out`` times ``out_scale``. Each draw is made on the generator's device in the parameter's
+    dtype, so a CUDA generator fills fp16 weights in place (deepfloyd-random's billions of parameters
+    never pass through the CPU); a CPU generator and float32 parameters give tiny-if's draws unchanged."""
     with torch.no_grad():
         for name, p in sorted(model.named_parameters()):
             if p.dim() >= 2:
-                p.copy_(torch.randn(p.shape, generator=gen) / p[0].numel() ** 0.5)
+                p.copy_(torch.randn(p.shape, generator=gen, device=gen.device, dtype=p.dtype) / p[0].numel() ** 0.5)
             else:
                 p.fill_(0.0 if name.endswith("bias") else 1.0)
             if name.startswith("conv_out."):
@@ -95,9 +102,22 @@ def _init_(model: torch.nn.Module, gen: torch.Generator, out_scale: float = 1.0)
     return model
 
 
+def pipelines(unet1, unet2, tokenizer=None, text_encoder=None) -> tuple[IFPipeline, IFSuperResolutionPipeline]:
+    """IF's two diffusers pipelines around the given UNets, with IF's schedulers and no safety extras."""
+    from diffusers import DDPMScheduler, IFPipeline, IFSuperResolutionPipeline
+
+    stage1 = IFPipeline(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet1,
+                        scheduler=DDPMScheduler(**SCHEDULER, sample_max_value=1.5), **NO_EXTRAS)
+    stage2 = IFSuperResolutionPipeline(
+        tokenizer=tokenizer, text_encoder=text_encoder, unet=unet2,
+        scheduler=DDPMScheduler(**SCHEDULER, sample_max_value=1.0),
+        image_noising_scheduler=DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2"), **NO_EXTRAS)
+    return stage1, stage2
+
+
 def build(folder: Path) -> None:
     """Build and save_pretrained the twin's two pipelines into ``folder`` (deterministic bytes)."""
-    from diffusers import DDPMScheduler, IFPipeline, IFSuperResolutionPipeline, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
     from transformers import T5Config, T5EncoderModel
 
     gen = torch.Generator().manual_seed(SEED)
@@ -106,16 +126,12 @@ def build(folder: Path) -> None:
         text_encoder = T5EncoderModel(T5Config(vocab_size=len(tokenizer), pad_token_id=0, eos_token_id=1, **T5))
         unet1 = UNet2DConditionModel(**STAGE1_UNET)
         unet2 = UNet2DConditionModel(**STAGE2_UNET)
-    _init_(text_encoder, gen)
-    _init_(unet1, gen, out_scale=0.1)
-    _init_(unet2, gen, out_scale=0.1)
-    IFPipeline(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet1,
-               scheduler=DDPMScheduler(**SCHEDULER, sample_max_value=1.5), **NO_EXTRAS).save_pretrained(folder / "stage1")
-    IFSuperResolutionPipeline(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet2,
-                              scheduler=DDPMScheduler(**SCHEDULER, sample_max_value=1.0),
-                              image_noising_scheduler=DDPMScheduler(num_train_timesteps=1000,
-                                                                    beta_schedule="squaredcos_cap_v2"),
-                              **NO_EXTRAS).save_pretrained(folder / "stage2")
+    init_random_(text_encoder, gen)
+    init_random_(unet1, gen, out_scale=0.1)
+    init_random_(unet2, gen, out_scale=0.1)
+    stage1, stage2 = pipelines(unet1, unet2, tokenizer, text_encoder)
+    stage1.save_pretrained(folder / "stage1")
+    stage2.save_pretrained(folder / "stage2")
     (folder / "stage1" / "harness.json").write_text(json.dumps(
         {"x0_clip": 1.0, "note": "random weights: clean estimates clamped to [-1, 1] so loops stay finite"}, indent=1))
 

@@ -1,7 +1,7 @@
 """Part A: the pretrained pixel diffusion model (DeepFloyd IF) sections of the writeups.
 
-Every section runs on every Part A backend (`tiny-if`, `deepfloyd`, `mnist`) through the `Denoiser`
-interface alone; what differs per backend comes from its declared properties: `data_range`,
+Every section runs on every Part A backend (`tiny-if`, `deepfloyd`, `deepfloyd-random`, `mnist`) through
+the `Denoiser` interface alone; what differs per backend comes from its declared properties: `data_range`,
 `alphas_cumprod` (the course's 1000-step timesteps are mapped onto its T by `strided_timesteps` and
 `course_t`), its section parameters (`harness.backends.backend_params`: digits and MNIST test digits for
 `mnist`), and its `judge` (a classifier that reads results, or None). Test images stand in for the
@@ -29,7 +29,7 @@ from harness.schedules import course_t, strided_timesteps
 from harness.sections.registry import Relation, RunContext, Section, register
 from harness.seeding import randn
 
-A_BACKENDS = ("tiny-if", "deepfloyd", "mnist")
+A_BACKENDS = ("tiny-if", "deepfloyd", "deepfloyd-random", "mnist")
 TRAINED = ("deepfloyd", "mnist")  # relations that only a trained model satisfies
 JUDGED = ("mnist",)  # backends with a judge (classifier): relations on what the results depict
 PHOTO = "a high quality photo"
