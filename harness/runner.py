@@ -28,10 +28,22 @@ def cases(backends=EMBEDDED_BACKENDS) -> list[tuple[str, str]]:
 
 def fix_threads() -> int:
     """Use HARNESS_NUM_THREADS (default 2) CPU threads: CPU goldens and bitwise checks assume one count
-    (1 vs 2 threads differ by ~1e-6 per UNet call)."""
+    (1 vs 2 threads differ by ~1e-6 per UNet call). With HARNESS_DETERMINISTIC=1, also `deterministic_cuda`."""
     n = int(os.environ.get("HARNESS_NUM_THREADS", "2"))
     torch.set_num_threads(n)
+    if os.environ.get("HARNESS_DETERMINISTIC") == "1":
+        deterministic_cuda()
     return n
+
+
+def deterministic_cuda() -> None:
+    """CUDA kernels that give the same bits in every process: cuDNN's deterministic algorithms, no TF32,
+    torch.use_deterministic_algorithms (warning where an op has none), and the cuBLAS workspace setting
+    it needs (read when CUDA starts, so call this first). The CUDA goldens were recorded without it."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def run_case(section_id: str, backend: str | None = None, seed: int = DEFAULT_SEED, device: str = "cpu",

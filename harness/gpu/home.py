@@ -100,7 +100,7 @@ def summary_markdown(dest: Path) -> str:
         parts.append(f"## Determinism\n\nTwo processes, same seeds: {len(equal)} of {len(compared)} cases bitwise equal "
                      f"(float32 outputs and metrics); {len(passed)} of {len(verdicts)} pass process A's golden from "
                      f"process B.\n\n" + _table(["case", "bitwise equal", "images that differ", "metrics that differ"], [
-                         [k, v["bitwise_equal"], ", ".join(v["images_differ"]), ", ".join(v["metrics_differ"])]
+                         [k, v["bitwise_equal"], _few(v["images_differ"]), _few(v["metrics_differ"])]
                          for k, v in bitwise.items() if v["compared"]]))
     if agree := read("agreement.json"):
         parts.append("## CUDA against the CPU goldens\n\n" + _table(
@@ -133,6 +133,11 @@ def summary_markdown(dest: Path) -> str:
             parts.append(f"## Wall time per case ({name})\n\n" + _table(["case", "seconds"], [
                 [k, _g(v.get("seconds"), ".1f") or v.get("skipped", "")] for k, v in cases.items()]))
     return "\n\n".join(parts) + "\n"
+
+
+def _few(names: list[str], n: int = 3) -> str:
+    """The first n names, and how many more."""
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def _largest(metrics: dict) -> str:

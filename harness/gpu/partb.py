@@ -2,8 +2,8 @@
 
     python -m harness.gpu.partb time --device cuda --out DIR [--bf16 --channels-last --compile] [--export]
 
-Writes ``DIR/result.json``: the flags, wall time of the whole run and of each epoch (the first holds
-torch.compile's compilation), images/s of the steady epochs, the last test loss, and the measurement of
+Writes ``DIR/result.json`` after every epoch: the flags, wall time of the whole run and of each epoch (the
+first holds torch.compile's compilation), images/s of the steady epochs, test losses, and the measurement of
 the last checkpoint (`harness.partb.evaluate.measure`: FID-lite of --fid-samples samples at every
 --fid-stride-th timestep, accuracy for class, PSNR for the denoiser). With --export the checkpoints are
 copied as fp16 into ``DIR/export`` (`checkpoints.export`), the form `harness/data/partb/` ships.
@@ -31,35 +31,41 @@ TINY = dict(num_hiddens=8, subset=128, test_subset=32, epochs=2, save_epochs=(1,
 
 def run_recipe(kind: str, out: Path, device: str, speed: Speed, preset: str = "course", fid_samples: int = 1000,
                fid_stride: int = 1, export: bool = False, **overrides) -> dict:
-    """Train ``kind`` (no resume), timing each epoch; measure and optionally export; return result.json."""
+    """Train ``kind`` (no resume), timing each epoch; measure and optionally export. ``out/result.json`` is
+    rewritten after every epoch (``finished`` false until the measurement is in), so a run stopped by a
+    time box still says how far it got and how fast."""
     fix_threads()
-    epoch_ends: list[float] = []
-
-    def sync_time(_trainer) -> None:
-        if torch.device(device).type == "cuda":
-            torch.cuda.synchronize()
-        epoch_ends.append(time.perf_counter())
-
+    cuda = torch.device(device).type == "cuda"
+    result = {"kind": kind, "preset": preset, "speed": dataclasses.asdict(speed), "finished": False,
+              "device": torch.cuda.get_device_name() if cuda else "cpu", "epoch_seconds": [], "test_losses": []}
     start = time.perf_counter()
-    trainer = train(kind, preset, out, device=device, resume=False, progress=False, speed=speed,
-                    on_epoch=sync_time, **overrides)
-    epochs = [b - a for a, b in zip([start] + epoch_ends, epoch_ends)]
-    recipe = trainer.recipe
-    steady = epochs[1:] or epochs
-    images = len(trainer.x)
-    result = {"kind": kind, "preset": preset, "recipe": dataclasses.asdict(recipe), "speed": dataclasses.asdict(speed),
-              "device": torch.cuda.get_device_name() if torch.device(device).type == "cuda" else "cpu",
-              "train_seconds": epoch_ends[-1] - start, "epoch_seconds": epochs,
-              "steady_images_per_s": images * len(steady) / sum(steady), "test_loss": trainer.test_log[-1][1],
-              "peak_memory_mib": torch.cuda.max_memory_allocated() / 2**20 if torch.device(device).type == "cuda" else None}
+
+    def on_epoch(trainer) -> None:
+        if cuda:
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - start
+        result["epoch_seconds"].append(elapsed - sum(result["epoch_seconds"]))
+        result.update(train_seconds=elapsed, test_losses=[v for _, v in trainer.test_log],
+                      recipe=dataclasses.asdict(trainer.recipe), images_per_epoch=len(trainer.x))
+        _write(out, result)
+
+    trainer = train(kind, preset, out, device=device, resume=False, progress=False, speed=speed, on_epoch=on_epoch,
+                    **overrides)
+    steady = result["epoch_seconds"][1:] or result["epoch_seconds"]  # the first holds compilation and warm-up
+    result |= {"steady_images_per_s": len(trainer.x) * len(steady) / sum(steady), "test_loss": trainer.test_log[-1][1],
+               "peak_memory_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else None}
     n = fid_samples if kind != "class" else fid_samples - fid_samples % 10
+    measured = time.perf_counter()
     result["measure"] = measure(kind, trainer.model.eval(), n=n, stride=fid_stride)
-    result["measure_seconds"] = time.perf_counter() - epoch_ends[-1]
+    result |= {"measure_seconds": time.perf_counter() - measured, "finished": True}
     if export:
-        metrics = {str(recipe.epochs): result["measure"]}
-        checkpoints.export(out, kind, metrics, root=_mkdir(out / "export"))
-    atomic_write_text(out / "result.json", json.dumps(result, indent=1) + "\n")
+        checkpoints.export(out, kind, {str(trainer.recipe.epochs): result["measure"]}, root=_mkdir(out / "export"))
+    _write(out, result)
     return result
+
+
+def _write(out: Path, result: dict) -> None:
+    atomic_write_text(out / "result.json", json.dumps(result, indent=1) + "\n")
 
 
 def _mkdir(path: Path) -> Path:

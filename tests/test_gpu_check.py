@@ -1,0 +1,160 @@
+"""The GPU runner check, kept from rotting between GPU draws: its dry run on CPU runs every step and comes
+home; its time box interrupts and keeps what a step finished; resume, budget and failures are recorded;
+the comparisons it makes fail when outputs change."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from harness import golden
+from harness.gpu import check
+from harness.gpu.cases import image_hashes
+from harness.gpu.compare import agreement, determinism
+from harness.gpu.home import unpack
+from harness.outputs import Outputs
+from harness.partb.mnist import read_idx, write_idx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def dry_run(tmp_path_factory):
+    """`bash scripts/gpu_check.sh --dry-run` as a user runs it (every step, CPU, tiny sizes)."""
+    tmp = tmp_path_factory.mktemp("gpu-check")
+    env = {**os.environ, "PYTHON": sys.executable}
+    res = subprocess.run(["bash", "scripts/gpu_check.sh", "--dry-run", "--out", str(tmp / "out"), "--work", str(tmp / "work")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return tmp, res.stdout
+
+
+def test_dry_run_runs_every_step_and_packs_its_results(dry_run):
+    tmp, stdout = dry_run
+    summary = json.loads((tmp / "work" / "summary.json").read_text())
+    assert list(summary) == list(check.STEPS)
+    assert {k: v["status"] for k, v in summary.items() if v["status"] != "ok"} == {}, summary
+    assert [line.split()[1].rstrip(":") for line in stdout.splitlines() if line.startswith("gpu-check ")] == list(check.STEPS)
+    with tarfile.open(tmp / "out" / "results.tar.gz") as tar:
+        names = set(tar.getnames())
+    for name in ("env.json", "determinism.json", "determinism-strict.json", "agreement.json", "bench/bench.json",
+                 "partb/time-fast/result.json", "golden/cases.json", "deepfloyd-random-suite/cases.json"):
+        assert f"gpu-check/{name}" in names, name
+    assert not any(n.endswith(("_state.pt", ".safetensors")) for n in names)  # checkpoints travel in parts
+    assert sorted(p.name for p in (tmp / "out").glob("checkpoints.tar.part*")) == ["checkpoints.tar.part00"]
+    det = json.loads((tmp / "work" / "determinism.json").read_text())
+    assert det["bitwise"] and all(v["bitwise_equal"] for v in det["bitwise"].values())  # CPU: same bits
+    suite = json.loads((tmp / "work" / "deepfloyd-random-suite" / "cases.json").read_text())
+    assert all("needs --device cuda" in v["skipped"] for v in suite.values())
+
+
+def test_dry_run_comes_home(dry_run, tmp_path):
+    tmp, _ = dry_run
+    dest = unpack(tmp / "out", repo=tmp_path, ship_checkpoints=False)
+    assert dest == tmp_path / "benchmarks" / "results" / "cpu"
+    text = (dest / "SUMMARY.md").read_text()
+    for heading in ("## Steps", "## Determinism", "## Part B, the course recipes", "## Benchmarks (bench.json)"):
+        assert heading in text
+    assert not (tmp_path / "golden").exists()  # CPU goldens never come home from a check
+    assert sorted(p.name for p in (tmp_path / "out" / "gpu" / "cpu" / "checkpoints").iterdir()) == \
+        ["class-fast", "denoiser-fast", "time-fast"]
+
+
+def _check(tmp_path, budget_s: float = 60) -> check.Check:
+    (tmp_path / "out").mkdir(exist_ok=True)
+    return check.Check(tmp_path / "out", tmp_path / "work", "cpu", True, time.monotonic() + budget_s)
+
+
+def test_time_box_interrupts_the_step_and_keeps_what_it_wrote(tmp_path):
+    c = _check(tmp_path)
+    partial = tmp_path / "partial.txt"
+    script = ("import time\ntry:\n    time.sleep(120)\nexcept KeyboardInterrupt:\n"
+              f"    open({str(partial)!r}, 'w').write('written on SIGINT')\n    raise")
+    start = time.monotonic()
+    with pytest.raises(check.StepFailed, match="time box of 5 s passed; interrupted"):
+        c.python(["-c", script], "sleepy", timeout=5)
+    assert time.monotonic() - start < 60
+    assert partial.read_text() == "written on SIGINT"
+
+
+def test_steps_record_failures_skip_out_of_budget_and_resume(tmp_path, monkeypatch):
+    calls = []
+
+    def ok(c):
+        calls.append("ok")
+
+    def boom(c):
+        calls.append("boom")
+        raise RuntimeError("broken step")
+
+    monkeypatch.setattr(check, "STEPS", {"env": (ok, 10), "a": (boom, 10), "b": (ok, 10)})
+    summary = check.run(_check(tmp_path), ["env", "a", "b"])
+    assert {k: v["status"] for k, v in summary.items()} == {"env": "ok", "a": "failed", "b": "ok"}
+    assert "RuntimeError: broken step" in summary["a"]["why"]
+    calls.clear()
+    summary = check.run(_check(tmp_path), ["env", "a", "b"], resume=True)
+    assert calls == ["ok", "boom"]  # b finished before: only env (always) and the failed step run again
+    summary = check.run(_check(tmp_path, budget_s=0), ["env", "a"])
+    assert summary["env"]["status"] == "skipped" and "a" not in summary  # no env, no run
+
+
+def test_env_failure_stops_the_run(tmp_path, monkeypatch):
+    def no_gpu(c):
+        raise check.StepFailed("torch sees no CUDA device")
+
+    monkeypatch.setattr(check, "STEPS", {"env": (no_gpu, 10), "a": (lambda c: None, 10)})
+    summary = check.run(_check(tmp_path), ["env", "a"])
+    assert list(summary) == ["env"] and summary["env"]["status"] == "failed"
+
+
+def test_unknown_step_is_named(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        check.main(["--out", str(tmp_path), "--steps", "env,benchh"])
+    assert "unknown steps ['benchh']" in capsys.readouterr().err
+
+
+def _record(images: dict[str, torch.Tensor], metrics: dict[str, float]) -> dict:
+    return {"hashes": image_hashes(images), "metrics": metrics}
+
+
+def test_determinism_fails_on_a_one_ulp_change():
+    x = torch.linspace(-1, 1, 48).reshape(1, 3, 4, 4)
+    nudged = x.clone()
+    nudged[0, 0, 0, 1] = torch.nextafter(nudged[0, 0, 0, 1], torch.tensor(2.0))
+    a = {"tiny-if/A1.1": _record({"x": x}, {"psnr": 20.0}), "mnist/B1.2": _record({"x": x}, {"psnr": 1.0})}
+    b = {"tiny-if/A1.1": _record({"x": x.clone()}, {"psnr": 20.0}), "mnist/B1.2": _record({"x": nudged}, {"psnr": 1.0})}
+    b["skipped/A0"] = {"skipped": "needs --device cuda"}
+    result = determinism(a, b)
+    assert result["tiny-if/A1.1"]["bitwise_equal"] and not result["mnist/B1.2"]["bitwise_equal"]
+    assert result["mnist/B1.2"]["images_differ"] == ["x"] and result["skipped/A0"]["compared"] is False
+
+
+def test_agreement_measures_cuda_goldens_against_cpu_goldens(tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 8, 8, generator=gen) * 2 - 1
+    out = Outputs(images={"x": x}, metrics={"psnr": 30.0}, meta={"section": "A1.1"})
+    golden.write(out, "tiny-if", "cpu", root=tmp_path / "cpu-root")
+    golden.write(out, "tiny-if", "cuda", root=tmp_path / "cuda-root")
+    same = agreement(tmp_path / "cuda-root", "cuda", tmp_path / "cpu-root")["tiny-if/A1.1"]
+    assert same["cpu_tolerance_passes"] and same["min_psnr"] == float("inf")
+    moved = Outputs(images={"x": x + 0.05}, metrics={"psnr": 30.5}, meta={"section": "A1.1"})
+    golden.write(moved, "tiny-if", "cuda", root=tmp_path / "cuda-root")
+    far = agreement(tmp_path / "cuda-root", "cuda", tmp_path / "cpu-root")["tiny-if/A1.1"]
+    assert not far["cpu_tolerance_passes"] and far["cuda_tolerance_passes"]  # 0.05 off: 32 dB, metric +0.5
+    assert 31 < far["min_psnr"] < 33 and far["metrics"]["psnr"]["difference"] == pytest.approx(0.5)
+
+
+def test_idx_files_round_trip(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    write_idx(tmp_path / "x.gz", images)
+    write_idx(tmp_path / "y.gz", np.arange(5))
+    assert np.array_equal(read_idx(tmp_path / "x.gz"), images) and read_idx(tmp_path / "y.gz").tolist() == [0, 1, 2, 3, 4]
