@@ -122,10 +122,14 @@ def _record_verdict(out, folder: Path, args: argparse.Namespace) -> str:
 
 def cmd_golden_update(args: argparse.Namespace) -> None:
     from harness import golden
+    from harness.backends import backend_names, has_goldens
     from harness.runner import fix_threads, run_case
 
     fix_threads()
     _check_backend(args.backend)
+    if args.backend is not None and not has_goldens(args.backend):
+        raise HarnessError(f"{args.backend} keeps no goldens (random weights: its cases check the sections' "
+                           f"relations only); backends with goldens: {', '.join(filter(has_goldens, backend_names()))}")
     for section_id, backend in _cases(args.sections, args.backend):
         out = run_case(section_id, backend, device=args.device)
         folder = golden.write(out, out.meta["backend"], args.device)

@@ -100,3 +100,9 @@ def test_train_passes_the_speed_flags(monkeypatch, tmp_path):
     assert main(["train", "time", "--preset", "course", "--out", str(tmp_path), "--bf16", "--compile"]) == 0
     assert seen == {"kind": "time", "preset": "course",
                     "speed": train_module.Speed(bf16=True, channels_last=False, compile=True)}
+
+
+def test_golden_update_refuses_a_backend_without_goldens(capsys):
+    assert main(["golden", "update", "A1.1", "--backend", "deepfloyd-random"]) == 1
+    err = capsys.readouterr().err
+    assert "deepfloyd-random keeps no goldens" in err and "tiny-if" in err

@@ -115,3 +115,17 @@ def test_a_real_case_fails_its_golden_when_its_output_is_perturbed(tmp_path):
     out.images["noisy_t500"][0, 1, 10, 10] += 0.02
     with pytest.raises(GoldenMismatch, match="noisy_t500"):
         golden.compare(out, "tiny-if", "cpu", failures_root=tmp_path)
+
+
+@pytest.mark.parametrize("device_class", sorted(golden.TOLERANCES))
+def test_every_shipped_golden_is_complete_and_readable(device_class):
+    """The committed goldens (CPU ones made here, CUDA ones brought home from a GPU check) cover every case
+    of the embedded backends and match their recorded sha256."""
+    from harness.runner import cases
+
+    stored = sorted(p.parent for p in (golden.GOLDEN_ROOT / device_class).glob("*/*/metrics.json"))
+    assert stored, f"no {device_class} goldens"
+    assert sorted((p.parent.name, p.name) for p in stored) == sorted((b, s) for s, b in cases())
+    for folder in stored:
+        images, record = golden.read(folder.parent.name, folder.name, device_class)
+        assert images and record["dtype"] == ("float32" if device_class == "cpu" else "float16")

@@ -127,7 +127,7 @@ def read_idx(path: Path) -> np.ndarray:
     data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
         raise MnistUnavailable(f"{path} is truncated: {data.size} values for dims {dims}")
-    return data.reshape(dims)
+    return data.reshape(dims).copy()  # writable, as torch.from_numpy wants
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
