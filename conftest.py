@@ -24,6 +24,17 @@ def pytest_addoption(parser):
                     help="at the end, build the HTML report of the reproductions' outputs (out/pytest/<device>) in DIR")
 
 
+def pytest_configure(config):
+    """A --device this torch cannot use stops the run with one line, before any test."""
+    from harness.errors import HarnessError
+    from harness.runner import check_device
+
+    try:
+        check_device(config.getoption("--device"))
+    except HarnessError as e:
+        raise pytest.UsageError(str(e)) from None
+
+
 def pytest_sessionfinish(session):
     """With --report DIR: build the report from what the reproduction cases saved (controller only under xdist)."""
     config = session.config

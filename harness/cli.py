@@ -94,8 +94,9 @@ def cmd_list() -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from harness.runner import run_case, save_outputs
+    from harness.runner import fix_threads, run_case, save_outputs
 
+    fix_threads()
     _check_backend(args.backend)
     own_inputs = any((args.image, args.mask, args.prompt)) or args.seed != DEFAULT_SEED
     for section_id, backend in _cases(args.sections, args.backend):
@@ -154,7 +155,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     from harness.partb import checkpoints
     from harness.partb.evaluate import measure
     from harness.partb.train import Speed, train
+    from harness.runner import check_device, fix_threads
 
+    fix_threads()
+    check_device(args.device)
     speed = Speed(bf16=args.bf16, channels_last=args.channels_last, compile=args.compile)
     trainer = train(args.kind, args.preset, args.out, args.seed, args.device, resume=not args.no_resume, speed=speed)
     print(f"{args.kind}: {trainer.epoch} epochs, checkpoints and loss curves in {args.out}")

@@ -30,7 +30,7 @@ MASKS = ("center_top", "ellipse", "rectangle")
 
 
 def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """HWC uint8 or [0, 1] float -> (3, H, W) float32 in [-1, 1]."""
+    """HWC uint8 or [0, 1] float -> (C, H, W) float32 in [-1, 1]."""
     arr = rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb.astype(np.float32)
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))) * 2 - 1
 
@@ -238,13 +238,17 @@ def image_size(path: str | Path) -> tuple[int, int]:
     return _open(path, "image").size
 
 
-def load_image(path: str | Path, size: int = 64) -> torch.Tensor:
-    """A user's photo as (3, size, size) in [-1, 1]: RGB, RGBA (alpha dropped) or L (grey replicated);
-    non-square images are centre-cropped, then resized with bicubic antialiasing."""
+def load_image(path: str | Path, size: int = 64, channels: int = 3) -> torch.Tensor:
+    """A user's photo as (channels, size, size) in [-1, 1]: RGB for channels 3 (RGBA: alpha dropped; L:
+    grey replicated), grey (ITU-R 601 luma) for channels 1; non-square images are centre-cropped, then
+    resized with bicubic antialiasing."""
     pil = _open(path, "image")
     if pil.mode not in ("RGB", "RGBA", "L", "P"):
         raise BadImage(f"image {path} has mode {pil.mode}; save it as 8-bit RGB (PNG or JPEG)")
-    return _to_tensor(np.asarray(_square(pil.convert("RGB"), size)))
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, not {channels}")
+    square = np.asarray(_square(pil.convert("RGB" if channels == 3 else "L"), size))
+    return _to_tensor(square if channels == 3 else square[..., None])
 
 
 def load_mask(path: str | Path, size: int = 64, image_size: tuple[int, int] | None = None) -> torch.Tensor:

@@ -36,6 +36,22 @@ def fix_threads() -> int:
     return n
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """The torch device that ``--device`` names, or a one-line HarnessError saying what is missing."""
+    from harness.errors import HarnessError
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise HarnessError(f"--device {device!r} is not a torch device ({e}): pass cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        why = ("this torch is a CPU build" if torch.version.cuda is None
+               else "no CUDA GPU is visible (driver, CUDA_VISIBLE_DEVICES)")
+        raise HarnessError(f"--device {device}: {why} (torch {torch.__version__}); on a GPU machine "
+                           f"`pip install torch==2.13.0` takes the CUDA build, or pass --device cpu")
+    return dev
+
+
 def deterministic_cuda() -> None:
     """CUDA kernels that give the same bits in every process: cuDNN's deterministic algorithms, no TF32,
     torch.use_deterministic_algorithms (warning where an op has none), and the cuBLAS workspace setting
@@ -52,7 +68,8 @@ def run_case(section_id: str, backend: str | None = None, seed: int = DEFAULT_SE
     """Run a section; backend None means the section's first (embedded CPU) backend.
 
     image/mask are paths to a user's own inputs (sections that take them); they are checked and
-    loaded at the backend's image size with one-line BadImage errors.
+    loaded in the backend's own image shape (grey 28x28 for mnist, RGB 64x64 for IF) with one-line
+    BadImage errors, and the shape they were loaded in is recorded with their source.
     """
     from harness.images import image_size, load_image, load_mask
     from harness.sections import RunContext, get_section, run_section
@@ -63,12 +80,17 @@ def run_case(section_id: str, backend: str | None = None, seed: int = DEFAULT_SE
         if value is not None and name not in section.inputs:
             raise UnknownName(f"section {section.id} takes no --{name}; sections that do: "
                               + ", ".join(s.id for s in _sections_taking(name)))
+    check_device(device)
     ctx = RunContext(backend_name=backend or section.backends[0], device=device, seed=seed,
                      params=dict(params or {}), prompt=prompt, progress=progress)
+    if image is not None or mask is not None:
+        channels, size = ctx.backend().denoiser.image_shape[0], ctx.backend().denoiser.image_shape[-1]
     if image is not None:
-        ctx.image, ctx.image_source = load_image(image, size=64), str(image)
+        ctx.image = load_image(image, size=size, channels=channels)
+        ctx.image_meta = {"source": str(image), "loaded_as": f"{'grey' if channels == 1 else 'RGB'} {size}x{size}, "
+                                                            f"{ctx.backend_name}'s image shape"}
     if mask is not None:
-        ctx.mask = load_mask(mask, size=64, image_size=image_size(image) if image is not None else None)
+        ctx.mask = load_mask(mask, size=size, image_size=image_size(image) if image is not None else None)
     return run_section(section, ctx)
 
 

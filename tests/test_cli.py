@@ -4,9 +4,12 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
 
 from harness.cli import main
+from harness.runner import fix_threads
 
 
 def test_list_shows_every_section_with_backends(capsys):
@@ -49,7 +52,7 @@ def test_user_image_and_bad_user_image(tmp_path, capsys):
     save_png(good, test_image("coffee")[0])
     assert main(["run", "A1.1", "--image", str(good), "--out", str(tmp_path / "o"), "--no-progress"]) == 0
     meta = json.loads((tmp_path / "o" / "A1.1" / "tiny-if" / "metrics.json").read_text())["meta"]
-    assert meta["images"] == [{"source": str(good)}]
+    assert meta["images"] == [{"source": str(good), "loaded_as": "RGB 64x64, tiny-if's image shape"}]
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
     assert main(["run", "A1.1", "--image", str(bad)]) == 2
@@ -106,3 +109,32 @@ def test_golden_update_refuses_a_backend_without_goldens(capsys):
     assert main(["golden", "update", "A1.1", "--backend", "deepfloyd-random"]) == 1
     err = capsys.readouterr().err
     assert "deepfloyd-random keeps no goldens" in err and "tiny-if" in err
+
+
+def test_a_user_photo_on_mnist_is_loaded_grey_at_28_px(tmp_path, capsys):
+    from PIL import Image
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (80, 100, 3), dtype=np.uint8)).save(photo)
+    assert main(["run", "A1.7", "--image", str(photo), "--backend", "mnist", "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    meta = json.loads((tmp_path / "o" / "A1.7" / "mnist" / "metrics.json").read_text())["meta"]
+    assert meta["images"] == [{"source": str(photo), "loaded_as": "grey 28x28, mnist's image shape"}]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a torch without CUDA")
+@pytest.mark.parametrize("device, says", [("cuda", "--device cuda: this torch is a CPU build"),
+                                           ("gpu", "--device 'gpu' is not a torch device")])
+def test_an_unusable_device_is_one_line(device, says, capsys):
+    assert main(["run", "A1.4", "--device", device]) == 1
+    err = capsys.readouterr().err.strip()
+    assert says in err and "pass" in err and len(err.splitlines()) == 1
+
+
+def test_run_uses_the_thread_count_the_goldens_use(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_NUM_THREADS", "1")
+    try:
+        assert main(["run", "A1.1", "--out", str(tmp_path), "--no-progress"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        monkeypatch.undo()
+        fix_threads()  # the suite's own count again

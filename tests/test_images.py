@@ -98,3 +98,11 @@ def test_check_image():
         im.check_image(torch.tensor([0.0, 255.0]).repeat(3, 1, 1))
     with pytest.raises(BadImage, match="expected 64x64"):
         im.check_image(torch.zeros(3, 32, 32), size=64)
+
+
+def test_load_image_in_grey_is_the_luma_of_the_photo(tmp_path):
+    rgb = np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "p.png")
+    grey = im.load_image(tmp_path / "p.png", size=40, channels=1)
+    want = np.asarray(Image.fromarray(rgb).convert("L"), np.float32) / 255 * 2 - 1
+    assert grey.shape == (1, 40, 40) and np.allclose(grey[0].numpy(), want, atol=1e-6)

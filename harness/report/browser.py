@@ -15,6 +15,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -92,6 +93,20 @@ def check_page(url: str, screenshot: str | Path | None = None, width: int = 1280
         return PageCheck(probe["images"], probe["ids"], cdp.errors)
 
 
+def _group_alive(proc: subprocess.Popen) -> bool:
+    """Whether a process of ``proc``'s group (its pid) still runs; reaps ``proc`` itself when it has exited.
+    Zombies of the group (exited, not yet reaped by their new parent) count as gone: they write nothing."""
+    proc.poll()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == proc.pid and fields[0] != "Z":  # fields: state, ppid, pgrp, ...
+            return True
+    return False
+
+
 class _Chromium:
     """A headless Chromium process and its DevTools pipe; ``errors`` collects console errors as they arrive."""
 
@@ -105,7 +120,7 @@ class _Chromium:
             [exe, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe", "--no-first-run",
              "--hide-scrollbars", "--mute-audio", f"--user-data-dir={profile}", "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=False,
-            preexec_fn=lambda: (os.dup2(hi_in, 3), os.dup2(hi_out, 4)))
+            preexec_fn=lambda: (os.dup2(hi_in, 3), os.dup2(hi_out, 4)), start_new_session=True)
         for fd in (hi_in, hi_out):
             os.close(fd)
         self._buf, self._id, self.errors, self._events = b"", 0, [], []
@@ -115,14 +130,27 @@ class _Chromium:
 
     def __exit__(self, *exc) -> None:
         try:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            self.stop()
         finally:
             os.close(self._write)
             os.close(self._read)
+
+    def stop(self, wait_s: float = 10) -> None:
+        """End Chromium's whole process group (its own session) and wait until none of it is left: its
+        helper processes go on writing into the profile folder after the browser exits, and a folder
+        removed under them fails with "Directory not empty" (seen on a loaded 2-core machine).
+        SIGTERM, then SIGKILL after ``wait_s``."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline and _group_alive(self.proc):
+                time.sleep(0.05)
+            if not _group_alive(self.proc):
+                break
+        self.proc.wait()
 
     def call(self, method: str, session: str | None = None, **params) -> dict:
         self._id += 1

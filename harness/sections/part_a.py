@@ -55,7 +55,7 @@ def _show(den, x: torch.Tensor) -> torch.Tensor:
 def _clean_images(ctx: RunContext, names: Sequence[str], out: Outputs) -> torch.Tensor:
     """The section's clean images (N, C, S, S) in [-1, 1]: the user's --image if given, else test images."""
     if ctx.image is not None:
-        out.meta["images"] = [{"source": ctx.image_source}]
+        out.meta["images"] = [ctx.image_meta]
         return ctx.image[None].to(ctx.device)
     pics, metas = zip(*(im.test_image(name, _size(ctx)) for name in names))
     out.meta["images"] = list(metas)

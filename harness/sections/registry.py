@@ -26,7 +26,7 @@ class RunContext:
     seed: int = DEFAULT_SEED
     params: dict[str, Any] = field(default_factory=dict)
     image: torch.Tensor | None = None
-    image_source: str | None = None
+    image_meta: dict[str, str] | None = None  # the user image's source and the shape it was loaded in
     mask: torch.Tensor | None = None
     prompt: str | None = None
     progress: bool = False
