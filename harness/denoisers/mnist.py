@@ -98,6 +98,7 @@ class DigitJudge:
 
         return load_classifier()[0]
 
+    @torch.no_grad()  # a judge only reads; its inputs may be inference tensors from a cached section run
     def probs(self, images: torch.Tensor) -> torch.Tensor:
         """Class probabilities (N, 10)."""
         return self.classifier((images.cpu().float() + 1).div(2).clamp(0, 1)).softmax(1)
