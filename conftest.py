@@ -57,4 +57,10 @@ def pytest_sessionfinish(session):
 
 @pytest.fixture(scope="session")
 def device(request) -> str:
-    return request.config.getoption("--device")
+    """--device; under pytest-xdist with several GPUs, this worker's GPU (`harness.runner.worker_device`)."""
+    import torch
+
+    from harness.runner import worker_device
+
+    chosen = request.config.getoption("--device")
+    return worker_device(chosen, os.environ.get("PYTEST_XDIST_WORKER"), torch.cuda.device_count() if chosen == "cuda" else 0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Mapping
 
 import torch
 
@@ -27,13 +28,34 @@ def cases(backends=EMBEDDED_BACKENDS) -> list[tuple[str, str]]:
 
 
 def fix_threads() -> int:
-    """Use HARNESS_NUM_THREADS (default 2) CPU threads: CPU goldens and bitwise checks assume one count
-    (1 vs 2 threads differ by ~1e-6 per UNet call). With HARNESS_DETERMINISTIC=1, also `deterministic_cuda`."""
-    n = int(os.environ.get("HARNESS_NUM_THREADS", "2"))
+    """Set torch's CPU thread count to `thread_count()`: CPU goldens and bitwise checks assume one count per
+    process (1 vs 2 threads differ by ~1e-6 per UNet call, inside the CPU golden tolerance). With
+    HARNESS_DETERMINISTIC=1, also `deterministic_cuda`."""
+    n = thread_count()
     torch.set_num_threads(n)
     if os.environ.get("HARNESS_DETERMINISTIC") == "1":
         deterministic_cuda()
     return n
+
+
+def thread_count(env: Mapping[str, str] = os.environ, cores: int | None = None) -> int:
+    """HARNESS_NUM_THREADS if set; else, in a pytest-xdist worker, this machine's cores shared out among
+    the workers (at least 1 each), so that N workers' OpenMP threads never spin against each other (2
+    workers of 2 threads each on 2 cores ran over 6x slower than serial); else 2, the goldens' count."""
+    if "HARNESS_NUM_THREADS" in env:
+        return int(env["HARNESS_NUM_THREADS"])
+    if "PYTEST_XDIST_WORKER_COUNT" in env:
+        cores = cores or len(os.sched_getaffinity(0))
+        return max(1, cores // int(env["PYTEST_XDIST_WORKER_COUNT"]))
+    return 2
+
+
+def worker_device(device: str, worker: str | None, gpus: int) -> str:
+    """The device of a pytest-xdist worker: with ``--device cuda`` and several GPUs, worker gwK takes GPU
+    K mod gpus; an explicit index (cuda:1), one GPU, the CPU or no worker leave ``device`` as it is."""
+    if device != "cuda" or worker is None or gpus < 2:
+        return device
+    return f"cuda:{int(worker.removeprefix('gw')) % gpus}"
 
 
 def check_device(device: str | torch.device) -> torch.device:

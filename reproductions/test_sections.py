@@ -27,7 +27,8 @@ def test_reproduces(case, device, request):
         out = run_case(section_id, backend, device=device)
     except BackendUnavailable as e:
         pytest.skip(str(e))
-    folder = save_outputs(out, Path("out") / "pytest" / device / section_id / backend, device)
+    where = request.config.getoption("--device")  # the run's, not this xdist worker's cuda:K: one report
+    folder = save_outputs(out, Path("out") / "pytest" / where / section_id / backend, device)
     verdict = None
     if has_goldens(backend):  # deepfloyd-random keeps none: its cases check the relations only
         if request.config.getoption("--update-golden"):

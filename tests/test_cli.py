@@ -138,3 +138,22 @@ def test_run_uses_the_thread_count_the_goldens_use(tmp_path, monkeypatch):
     finally:
         monkeypatch.undo()
         fix_threads()  # the suite's own count again
+
+
+def test_threads_are_shared_out_among_xdist_workers():
+    from harness.runner import thread_count
+
+    assert thread_count({}, cores=2) == 2  # serial: the goldens' count
+    assert thread_count({"PYTEST_XDIST_WORKER_COUNT": "2"}, cores=2) == 1
+    assert thread_count({"PYTEST_XDIST_WORKER_COUNT": "4"}, cores=16) == 4
+    assert thread_count({"PYTEST_XDIST_WORKER_COUNT": "8"}, cores=2) == 1
+    assert thread_count({"PYTEST_XDIST_WORKER_COUNT": "2", "HARNESS_NUM_THREADS": "3"}, cores=2) == 3
+
+
+def test_xdist_workers_take_gpus_in_turn():
+    from harness.runner import worker_device
+
+    assert [worker_device("cuda", f"gw{k}", 3) for k in range(5)] == ["cuda:0", "cuda:1", "cuda:2", "cuda:0", "cuda:1"]
+    assert worker_device("cuda", "gw3", 1) == "cuda"  # one GPU: all workers share it
+    assert worker_device("cuda:1", "gw0", 4) == "cuda:1" and worker_device("cpu", "gw1", 4) == "cpu"
+    assert worker_device("cuda", None, 4) == "cuda"  # not under xdist

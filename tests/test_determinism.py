@@ -13,9 +13,9 @@ from harness.atomic import build_dir_once
 from harness.runner import run_case
 
 RUN = """
-import sys, numpy as np, torch
-torch.set_num_threads(2)
-from harness.runner import run_case
+import sys, numpy as np
+from harness.runner import fix_threads, run_case
+fix_threads()  # the same count as this process (which pytest's conftest set), also under pytest-xdist
 out = run_case(sys.argv[1], "tiny-if", seed=int(sys.argv[2]))
 np.savez(sys.argv[3], **{k: v.numpy() for k, v in out.images.items()})
 """

@@ -58,8 +58,11 @@ class Check:
         with open(path, "a") as f:
             f.write(f"$ python {' '.join(args)}\n")
             f.flush()
+            # a child is no pytest-xdist worker (pytest-benchmark saves nothing in one), but keeps the
+            # worker count: its share of the cores (`runner.thread_count`)
+            inherited = {k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"}
             proc = subprocess.Popen([sys.executable, *args], stdout=f, stderr=subprocess.STDOUT,
-                                    env={**os.environ, **(env or {})}, cwd=ROOT)
+                                    env={**inherited, **(env or {})}, cwd=ROOT)
             grace = min(GRACE_S, timeout / 5)
             try:
                 rc = proc.wait(timeout - grace)
