@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip
 PYTEST_ARGS ?=
 # pytest-xdist workers for `make test`; each takes its share of the cores (harness.runner.thread_count).
-# On the 2-core CI machine -n 2 ran the suite in 352 s against 564 s serial (README "Scaling out").
+# On a 2-core machine -n 2 ran the suite in 357 s against 463 s serial (README "Scaling out").
 WORKERS ?= 2
 
 .PHONY: install data test reproduce bench golden gpu-wheels clean
