@@ -1,4 +1,4 @@
-"""Command line: ``python -m harness {list,run,golden,data,train,report}``; see ``--help``."""
+"""Command line: ``python -m harness {list,run,golden,data,train,report,gpu-check,gpu-home}``; see ``--help``."""
 
 from __future__ import annotations
 
