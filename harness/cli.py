@@ -195,7 +195,6 @@ def main(argv: list[str] | None = None) -> int:
             cmd_train(args)
         elif args.command == "report":
             cmd_report(args)
-
     except (UnknownName, BadImage) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

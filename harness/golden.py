@@ -187,7 +187,7 @@ def verdict(out: Outputs, backend: str, device: str | torch.device, root: Path |
         err = float(np.max(np.abs(got - want))) if got.size else 0.0
         psnr = image_psnr(got, want)
         images[name] = {"max_abs": err, "psnr": psnr, "passed": True}
-        if not np.isfinite(got).all() or (tol.max_abs is not None and err > tol.max_abs) or psnr < tol.min_psnr:
+        if not np.isfinite(got).all() or not image_passes(err, psnr, tol):
             problems.append(f"{name}: max|diff| {err:.3g} (tol {tol.max_abs}), PSNR {psnr:.1f} dB (min {tol.min_psnr})")
             folder = failures_root / device_class(device) / backend / section
             images[name].update(passed=False, files=_save_failure(folder, name, got, want))
@@ -208,6 +208,11 @@ def compare(out: Outputs, backend: str, device: str | torch.device, root: Path |
             failures_root: Path = FAILURES_ROOT) -> None:
     """Raise GoldenMismatch (saving obtained, golden and |diff| PNGs) when ``out`` leaves the tolerance."""
     verdict(out, backend, device, root, failures_root).raise_if_failed()
+
+
+def image_passes(max_abs: float, psnr: float, tol: Tolerance) -> bool:
+    """An image within ``tol``: max |diff| <= max_abs (where set) and PSNR >= min_psnr."""
+    return (tol.max_abs is None or max_abs <= tol.max_abs) and psnr >= tol.min_psnr
 
 
 def metric_close(got: float, want: float, tol: Tolerance) -> bool:

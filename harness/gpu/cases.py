@@ -36,21 +36,24 @@ def run_cases(pairs: list[tuple[str, str]], device: str, root: Path, against: Pa
         key = f"{backend}/{section}"
         start = time.perf_counter()
         try:
-            out = run_case(section, backend, device=device)
+            record[key] = _run_one(section, backend, device, root, against, write_golden, start)
         except BackendUnavailable as e:
             record[key] = {"skipped": str(e)}
-            continue
-        entry = {"seconds": time.perf_counter() - start, "hashes": image_hashes(out.images), "metrics": out.metrics}
-        if write_golden:
-            golden.write(out, backend, device, root=root)
-        if against is not None:
-            v = golden.verdict(out, backend, device, root=against, failures_root=root / "failures")
-            entry["verdict"] = {"passed": v.passed, "problems": v.problems,
-                                "min_psnr": min((i.get("psnr", 0.0) for i in v.images.values()), default=None)}
-        record[key] = entry
         atomic_write_text(root / "cases.json", json.dumps(record, indent=1, allow_nan=True) + "\n")
-    atomic_write_text(root / "cases.json", json.dumps(record, indent=1, allow_nan=True) + "\n")
     return record
+
+
+def _run_one(section: str, backend: str, device: str, root: Path, against: Path | None, write_golden: bool,
+             start: float) -> dict:
+    out = run_case(section, backend, device=device)
+    entry = {"seconds": time.perf_counter() - start, "hashes": image_hashes(out.images), "metrics": out.metrics}
+    if write_golden:
+        golden.write(out, backend, device, root=root)
+    if against is not None:
+        v = golden.verdict(out, backend, device, root=against, failures_root=root / "failures")
+        entry["verdict"] = {"passed": v.passed, "problems": v.problems,
+                            "min_psnr": min((i.get("psnr", 0.0) for i in v.images.values()), default=None)}
+    return entry
 
 
 def main(argv: list[str] | None = None) -> None:

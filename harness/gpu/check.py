@@ -202,8 +202,10 @@ def step_bench_deepfloyd_random(c: Check) -> None:
 def _partb(kind: str, name: str, *flags: str) -> Callable[[Check], None]:
     def step(c: Check) -> None:
         args = ["-m", "harness.gpu.partb", kind, "--device", c.device, "--out", str(c.work / "partb" / name)]
-        # the dry run leaves out --compile: compiling on a CPU takes most of a minute
-        args += [f for f in flags if f != "--compile"] + ["--tiny", "--fid-samples", "20", "--fid-stride", "30"] if c.dry else list(flags)
+        if c.dry:  # tiny sizes, and no --compile: compiling on a CPU takes most of a minute
+            args += [f for f in flags if f != "--compile"] + ["--tiny", "--fid-samples", "20", "--fid-stride", "30"]
+        else:
+            args += flags
         c.python(args, f"partb-{name}", 420)
     step.__doc__ = f"Part B {kind}: the course recipe{' with ' + ' '.join(flags) if flags else ', fp32 eager'}."
     return step

@@ -46,7 +46,7 @@ def agreement(root: Path, device: str = "cuda", cpu_root: Path | None = None) ->
                   for k in sorted(set(got) & set(want)) if got[k].shape == want[k].shape}
         metrics = {k: {"obtained": got_record["metrics"][k], "cpu": v, "difference": got_record["metrics"][k] - v}
                    for k, v in sorted(want_record["metrics"].items()) if k in got_record["metrics"]}
-        passes = {dc: all(_within(i, golden.TOLERANCES[dc]) for i in images.values())
+        passes = {dc: all(golden.image_passes(i["max_abs"], i["psnr"], golden.TOLERANCES[dc]) for i in images.values())
                   and all(golden.metric_close(m["obtained"], m["cpu"], golden.TOLERANCES[dc]) for m in metrics.values())
                   for dc in golden.TOLERANCES}
         psnrs = [i["psnr"] for i in images.values()]
@@ -54,6 +54,3 @@ def agreement(root: Path, device: str = "cuda", cpu_root: Path | None = None) ->
                                           "cpu_tolerance_passes": passes["cpu"], "cuda_tolerance_passes": passes["cuda"]}
     return result
 
-
-def _within(image: dict, tol: golden.Tolerance) -> bool:
-    return (tol.max_abs is None or image["max_abs"] <= tol.max_abs) and image["psnr"] >= tol.min_psnr

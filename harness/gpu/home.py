@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import re
 import shutil
 import tarfile
@@ -143,7 +144,7 @@ def _few(names: list[str], n: int = 3) -> str:
 def _largest(metrics: dict) -> str:
     if not metrics:
         return ""
-    name, m = max(metrics.items(), key=lambda kv: abs(kv[1]["difference"]) if kv[1]["difference"] == kv[1]["difference"] else 0)
+    name, m = max(metrics.items(), key=lambda kv: 0 if math.isnan(kv[1]["difference"]) else abs(kv[1]["difference"]))
     return f"{name}: {m['difference']:.3g}"
 
 
