@@ -1,4 +1,5 @@
-"""Command line: ``python -m harness {list,run,golden,data,train,report,gpu-check,gpu-home}``; see ``--help``."""
+"""Command line: ``python -m harness {list,run,golden,data,train,measure,report,gpu-check,gpu-home}``; see
+``--help``. ``train`` and ``measure`` also run under ``torchrun --nproc_per_node N -m harness ...``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from harness.errors import BadImage, GoldenError, HarnessError, UnknownName, WeightsUnavailable
+from harness.errors import BadImage, GoldenError, HarnessError, UnknownName
 from harness.seeding import DEFAULT_SEED
 
 
@@ -49,11 +50,26 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="cpu")
     train.add_argument("--no-resume", action="store_true")
+    train.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                       help="change a recipe field (JSON value), e.g. --set epochs=2 --set save_epochs=[1,2]")
+    train.add_argument("--max-steps", type=int, help="at most this many steps per epoch (smoke runs)")
+    train.add_argument("--no-progress", action="store_true")
     for flag, what in (("--bf16", "bf16 autocast of the forward pass"), ("--channels-last", "channels_last weights"),
                        ("--compile", "torch.compile the model")):
         train.add_argument(flag, action="store_true", help=f"speed: {what} (not part of the recipe)")
     train.add_argument("--export", action="store_true",
                        help="measure the checkpoints and copy them (fp16) into harness/data/partb/")
+
+    measure = sub.add_parser("measure", help="FID-lite (time, class; class also accuracy) or PSNR (denoiser) of a "
+                                              "Part B checkpoint; under torchrun the samples split over ranks")
+    measure.add_argument("kind", choices=["denoiser", "time", "class"])
+    measure.add_argument("--epoch", type=int, help="default: the last epoch of the recipe")
+    measure.add_argument("--checkpoints", help="folder of a `train --out`; default: the shipped checkpoints")
+    measure.add_argument("--samples", type=int, default=1000, help="samples (at most the 10000 test digits)")
+    measure.add_argument("--stride", type=int, default=10, help="sample every stride-th of the T=300 timesteps")
+    measure.add_argument("--seed", type=int, default=0)
+    measure.add_argument("--device", default="cpu")
+    measure.add_argument("--out", help="also write the measurements to this JSON file")
 
     for name, what in (("gpu-check", "the GPU runner check (scripts/gpu_check.sh runs it; --help for its options)"),
                        ("gpu-home", "unpack a GPU check's results into the tree (--help for its options)")):
@@ -152,21 +168,50 @@ def cmd_data(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from harness.partb import checkpoints
+    from harness.partb import checkpoints, distributed
     from harness.partb.evaluate import measure
-    from harness.partb.train import Speed, train
+    from harness.partb.train import Speed, recipe_overrides, train
+    from harness.runner import check_device, fix_threads
+
+    fix_threads()
+    overrides = recipe_overrides(args.set)
+    check_device(args.device)
+    world = distributed.init(args.device)
+    speed = Speed(bf16=args.bf16, channels_last=args.channels_last, compile=args.compile)
+    trainer = train(args.kind, args.preset, args.out, args.seed, world.device(args.device), resume=not args.no_resume,
+                    max_steps=args.max_steps, progress=not args.no_progress, speed=speed, world=world, **overrides)
+    if world.is_main:
+        print(f"{args.kind}: {trainer.epoch} epochs on {world.size} process(es), checkpoints and loss curves in {args.out}")
+    if args.export:
+        metrics = {str(e): measure(args.kind, checkpoints.load(args.kind, e, root=Path(args.out))[0], args.seed, world=world)
+                   for e in trainer.recipe.save_epochs}
+        for path in checkpoints.export(args.out, args.kind, metrics) if world.is_main else []:
+            print(f"exported {path}")
+    distributed.shutdown()
+
+
+def cmd_measure(args: argparse.Namespace) -> None:
+    import json
+
+    from harness.atomic import atomic_write_text
+    from harness.partb import checkpoints, distributed
+    from harness.partb.evaluate import measure
+    from harness.partb.train import PRESETS
     from harness.runner import check_device, fix_threads
 
     fix_threads()
     check_device(args.device)
-    speed = Speed(bf16=args.bf16, channels_last=args.channels_last, compile=args.compile)
-    trainer = train(args.kind, args.preset, args.out, args.seed, args.device, resume=not args.no_resume, speed=speed)
-    print(f"{args.kind}: {trainer.epoch} epochs, checkpoints and loss curves in {args.out}")
-    if args.export:
-        metrics = {str(e): measure(args.kind, checkpoints.load(args.kind, e, root=Path(args.out))[0], args.seed)
-                   for e in trainer.recipe.save_epochs}
-        for path in checkpoints.export(args.out, args.kind, metrics):
-            print(f"exported {path}")
+    world = distributed.init(args.device)
+    root = Path(args.checkpoints) if args.checkpoints else None
+    epoch = args.epoch or PRESETS["quick"][args.kind].epochs
+    model = checkpoints.load(args.kind, epoch, root, world.device(args.device))[0]
+    result = {"kind": args.kind, "epoch": epoch, "ranks": world.size,
+              **measure(args.kind, model, args.seed, args.samples, args.stride, world)}
+    if world.is_main:
+        print(json.dumps(result))
+        if args.out:
+            atomic_write_text(Path(args.out), json.dumps(result, indent=1) + "\n")
+    distributed.shutdown()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,23 +227,24 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.mnist_root:
         os.environ["MNIST_ROOT"] = args.mnist_root
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # a torchrun rank: an uncaught error goes into torchrun's failure summary
+        from torch.distributed.elastic.multiprocessing.errors import record
+
+        return record(_dispatch)(args)
+    return _dispatch(args)
+
+
+COMMANDS = {"list": lambda args: cmd_list(), "run": cmd_run, "golden": cmd_golden_update, "data": cmd_data,
+            "train": cmd_train, "measure": cmd_measure, "report": cmd_report}
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the command; a HarnessError becomes one line on stderr (naming the rank under torchrun) and exit
+    status 2 (a bad name or image) or 1."""
+    rank = f"rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']}: " if "WORLD_SIZE" in os.environ else ""
     try:
-        if args.command == "list":
-            cmd_list()
-        elif args.command == "run":
-            cmd_run(args)
-        elif args.command == "golden":
-            cmd_golden_update(args)
-        elif args.command == "data":
-            cmd_data(args)
-        elif args.command == "train":
-            cmd_train(args)
-        elif args.command == "report":
-            cmd_report(args)
-    except (UnknownName, BadImage) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (WeightsUnavailable, GoldenError, HarnessError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        COMMANDS[args.command](args)
+    except HarnessError as e:
+        print(f"error: {rank}{e}", file=sys.stderr)
+        return 2 if isinstance(e, (UnknownName, BadImage)) else 1
     return 0

@@ -39,14 +39,16 @@ def fix_threads() -> int:
 
 
 def thread_count(env: Mapping[str, str] = os.environ, cores: int | None = None) -> int:
-    """HARNESS_NUM_THREADS if set; else, in a pytest-xdist worker, this machine's cores shared out among
-    the workers (at least 1 each), so that N workers' OpenMP threads never spin against each other (2
-    workers of 2 threads each on 2 cores ran over 6x slower than serial); else 2, the goldens' count."""
+    """HARNESS_NUM_THREADS if set; else, in a pytest-xdist worker or a torchrun rank, this machine's cores
+    shared out among the machine's workers or ranks (at least 1 each), so that N processes' OpenMP threads
+    never spin against each other (2 workers of 2 threads each on 2 cores ran over 6x slower than
+    serial); else 2, the goldens' count."""
     if "HARNESS_NUM_THREADS" in env:
         return int(env["HARNESS_NUM_THREADS"])
-    if "PYTEST_XDIST_WORKER_COUNT" in env:
-        cores = cores or len(os.sched_getaffinity(0))
-        return max(1, cores // int(env["PYTEST_XDIST_WORKER_COUNT"]))
+    for processes in ("PYTEST_XDIST_WORKER_COUNT", "LOCAL_WORLD_SIZE"):
+        if processes in env:
+            cores = cores or len(os.sched_getaffinity(0))
+            return max(1, cores // int(env[processes]))
     return 2
 
 

@@ -95,14 +95,23 @@ def test_train_passes_the_speed_flags(monkeypatch, tmp_path):
 
     seen = {}
 
-    def fake_train(kind, preset, out, seed, device, resume, speed):
-        seen.update(kind=kind, preset=preset, speed=speed)
+    def fake_train(kind, preset, out, seed, device, resume, max_steps, progress, speed, world, **overrides):
+        seen.update(kind=kind, preset=preset, speed=speed, overrides=overrides)
         return type("T", (), {"epoch": 0, "recipe": None})()
 
     monkeypatch.setattr(train_module, "train", fake_train)
-    assert main(["train", "time", "--preset", "course", "--out", str(tmp_path), "--bf16", "--compile"]) == 0
-    assert seen == {"kind": "time", "preset": "course",
+    assert main(["train", "time", "--preset", "course", "--out", str(tmp_path), "--bf16", "--compile",
+                 "--set", "epochs=2", "--set", "save_epochs=[1,2]"]) == 0
+    assert seen == {"kind": "time", "preset": "course", "overrides": {"epochs": 2, "save_epochs": (1, 2)},
                     "speed": train_module.Speed(bf16=True, channels_last=False, compile=True)}
+
+
+@pytest.mark.parametrize("pair, says", [("epoch=2", "FIELD one of"), ("epochs", "FIELD=VALUE"),
+                                        ("lr=fast", "not JSON"), ("kind=class", "FIELD one of")])
+def test_train_set_names_a_bad_recipe_field(pair, says, capsys):
+    assert main(["train", "time", "--set", pair]) == 2
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1
 
 
 def test_golden_update_refuses_a_backend_without_goldens(capsys):
@@ -148,6 +157,7 @@ def test_threads_are_shared_out_among_xdist_workers():
     assert thread_count({"PYTEST_XDIST_WORKER_COUNT": "4"}, cores=16) == 4
     assert thread_count({"PYTEST_XDIST_WORKER_COUNT": "8"}, cores=2) == 1
     assert thread_count({"PYTEST_XDIST_WORKER_COUNT": "2", "HARNESS_NUM_THREADS": "3"}, cores=2) == 3
+    assert thread_count({"LOCAL_WORLD_SIZE": "2", "WORLD_SIZE": "4"}, cores=16) == 8  # torchrun ranks on this machine
 
 
 def test_xdist_workers_take_gpus_in_turn():

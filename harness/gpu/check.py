@@ -217,6 +217,11 @@ def step_tests(c: Check) -> None:
     _pytest(c, "tests", select, 300)
 
 
+def step_ddp(c: Check) -> None:
+    """Part B training with DDP over nccl (one rank per GPU; one GPU still runs nccl) against one process."""
+    _pytest(c, "ddp", ["tests/test_distributed.py", *(["-k", "world"] if c.dry else [])], 120)
+
+
 def step_deepfloyd_random_suite(c: Check) -> None:
     """The Part A suite on deepfloyd-random: wall time per section at the real model's cost."""
     c.cases("deepfloyd-random-suite", ("deepfloyd-random",), 600, "--no-golden")
@@ -231,6 +236,7 @@ STEPS: dict[str, tuple[Callable[[Check], None], int]] = {
     "env": (step_env, 90),
     "partb-time-fast": (_partb("time", "time-fast", *FAST, "--export"), 170),
     "partb-time-fp32": (_partb("time", "time-fp32"), 170),
+    "ddp": (step_ddp, 90),
     "bench-deepfloyd-random": (step_bench_deepfloyd_random, 240),
     "bench": (step_bench, 240),
     "determinism-strict": (step_determinism_strict, 120),

@@ -42,7 +42,7 @@ def load(kind: str, epoch: int, root: Path | None = None, device: str = "cpu") -
         raise WeightsUnavailable(f"no Part B checkpoint {path.name} in {path.parent}: train it with "
                                  f"`python -m harness train {kind} --preset quick` and export it (see README)")
     meta = metadata(kind, epoch, root)
-    recipe = Recipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(meta["recipe"]).items()})
+    recipe = Recipe.from_json(meta["recipe"])
     model = build_model(kind, recipe.num_hiddens)
     model.load_state_dict({k: v.float() for k, v in load_file(path).items()})
     return model.to(device).eval(), meta

@@ -69,12 +69,15 @@ def load_classifier(path: str | Path | None = None) -> tuple[MnistClassifier, di
     return model.eval(), meta
 
 
-def fid_lite(real: torch.Tensor, fake: torch.Tensor, classifier: MnistClassifier | None = None) -> float:
-    """FID-lite between two image sets (N, 1, 28, 28) in [0, 1]."""
+def fid_lite(real: torch.Tensor, fake: torch.Tensor, classifier: MnistClassifier | None = None,
+             over_ranks: bool = False) -> float:
+    """FID-lite between two image sets (N, 1, 28, 28) in [0, 1]. ``over_ranks``: each rank passes its
+    share, and torchmetrics sums the feature statistics (sums, outer-product sums, counts) over ranks
+    before the distance, so every rank returns the FID-lite of all ranks' images."""
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     classifier = classifier or load_classifier()[0]
-    metric = FrechetInceptionDistance(feature=_Features(classifier), normalize=True)
+    metric = FrechetInceptionDistance(feature=_Features(classifier), normalize=True, sync_on_compute=over_ranks)
     metric.set_dtype(torch.float64)
     with torch.no_grad():
         metric.update(real.clamp(0, 1), real=True)

@@ -6,6 +6,7 @@ class:     as time, with a one-hot class zeroed with probability p_uncond, L = |
 
 Every draw (initial weights, shuffling, noise, t, the p_uncond mask) comes from one explicit generator
 seeded by the run's seed; the generator's state is checkpointed, so a resumed run continues bitwise.
+Under torchrun each rank trains its share of every global batch (`harness.partb.distributed`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from tqdm.auto import tqdm
 
 from harness.atomic import atomic_path, atomic_write_text
 from harness.diffusion import forward
+from harness.errors import UnknownName
+from harness.partb.distributed import World, barrier, data_parallel, global_batchnorm, sum_over_ranks
 from harness.partb.mnist import load_mnist, to_float
 from harness.partb.plot import line_plot
 from harness.partb.unet import ClassConditionalUNet, TimeConditionalUNet, UnconditionalUNet
@@ -52,6 +55,29 @@ class Recipe:
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Recipe:
+        return cls(**_tuples(json.loads(text)))
+
+
+def recipe_overrides(pairs: list[str]) -> dict:
+    """``["epochs=2", "save_epochs=[1,2]"]`` (the CLI's --set FIELD=VALUE, values in JSON) as Recipe fields."""
+    fields = [f.name for f in dataclasses.fields(Recipe) if f.name != "kind"]
+    out = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if key not in fields or not eq:
+            raise UnknownName(f"--set {pair!r}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            raise UnknownName(f"--set {pair!r}: the value is not JSON (a number, true/false, null or [1, 5])") from None
+    return _tuples(out)
+
+
+def _tuples(fields: dict) -> dict:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
 
 
 @dataclass(frozen=True)
@@ -90,31 +116,34 @@ def build_model(kind: str, num_hiddens: int, generator: torch.Generator | None =
 
 
 def loss_fn(model, kind: str, x: torch.Tensor, labels: torch.Tensor | None, recipe: Recipe, gen: torch.Generator,
-            abar: torch.Tensor) -> torch.Tensor:
+            abar: torch.Tensor, n: int | None = None, rows: slice = slice(None)) -> torch.Tensor:
     """The kind's training loss on a batch x in [0, 1] (N, 1, 28, 28); every draw from ``gen`` (CPU),
-    moved to x's device without a host synchronisation."""
-    eps = to_device(torch.randn(x.shape, generator=gen), x.device)
+    moved to x's device without a host synchronisation. x may be the ``rows`` of a global batch of n:
+    the draws are made for all n (so ``gen`` advances as in one process) and these rows kept."""
+    n = x.shape[0] if n is None else n
+    eps = to_device(torch.randn((n, *x.shape[1:]), generator=gen)[rows], x.device)
     if kind == "denoiser":
         return F.mse_loss(model(x + recipe.sigma * eps), x)
-    t = torch.randint(0, recipe.T, (x.shape[0],), generator=gen)
+    t = torch.randint(0, recipe.T, (n,), generator=gen)[rows]
     x_t = forward(x, t, abar, eps)
     t_in = to_device(t.float() / recipe.T, x.device)
     if kind == "time":
         return F.mse_loss(model(x_t, t_in), eps)
-    return F.mse_loss(model(x_t, t_in, to_device(_onehot_dropped(labels, recipe.p_uncond, gen), x.device)), eps)
+    keep = _keep_mask(n, recipe.p_uncond, gen)[rows]
+    return F.mse_loss(model(x_t, t_in, to_device(F.one_hot(labels, 10).float() * keep[:, None], x.device)), eps)
 
 
-def _onehot_dropped(labels: torch.Tensor, p_uncond: float, gen: torch.Generator) -> torch.Tensor:
-    """One-hot classes, each row zeroed (unconditional) with probability p_uncond."""
-    keep = (torch.rand(labels.shape, generator=gen) >= p_uncond).float()
-    return F.one_hot(labels, 10).float() * keep[:, None]
+def _keep_mask(n: int, p_uncond: float, gen: torch.Generator) -> torch.Tensor:
+    """1 where a row keeps its class, 0 (unconditional) with probability p_uncond."""
+    return (torch.rand((n,), generator=gen) >= p_uncond).float()
 
 
 class Trainer:
     """One training run: data, model, optimiser, schedule, logs and checkpoints in ``out_dir``."""
 
-    def __init__(self, recipe: Recipe, out_dir: Path, seed: int = 0, device: str = "cpu", speed: Speed = Speed()):
-        self.recipe, self.out, self.device, self.speed = recipe, Path(out_dir), torch.device(device), speed
+    def __init__(self, recipe: Recipe, out_dir: Path, seed: int = 0, device: str = "cpu", speed: Speed = Speed(),
+                 world: World = World()):
+        self.recipe, self.out, self.device, self.speed, self.world = recipe, Path(out_dir), torch.device(device), speed, world
         self.gen = torch.Generator().manual_seed(seed)
         self.seed = seed
         images, labels = load_mnist("train")
@@ -124,22 +153,32 @@ class Trainer:
         self.x_test, self.y_test = to_float(ti[: recipe.test_subset]).to(self.device), torch.from_numpy(tl[: recipe.test_subset])
         self.abar = linear_alphas_cumprod(recipe.T)
         self.model = build_model(recipe.kind, recipe.num_hiddens, self.gen).to(self.device)
+        if world.distributed:
+            self.model = global_batchnorm(self.model)
         if speed.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.forward_model = torch.compile(self.model) if speed.compile else self.model
+        self.forward_model = data_parallel(self.model, world)
+        if speed.compile:
+            self.forward_model = torch.compile(self.forward_model)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=recipe.lr)
         self.sched = torch.optim.lr_scheduler.ExponentialLR(self.opt, 0.1 ** (1 / recipe.epochs)) if recipe.lr_decay else None
         self.epoch, self.train_log, self.test_log = 0, [], []
 
     # -- the loop --------------------------------------------------------------------------------
     def batch_loss(self, idx: torch.Tensor) -> torch.Tensor:
+        """The loss of global batch ``idx``: this rank's share of it, weighted so that DDP's gradient
+        average is the whole batch's (one process: the batch, weight 1)."""
+        rows = self.world.share(len(idx))
+        mine = idx[rows]
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.speed.bf16):
-            return loss_fn(self.forward_model, self.recipe.kind, self.x[to_device(idx, self.device)], self.y[idx],
-                           self.recipe, self.gen, self.abar)
+            loss = loss_fn(self.forward_model, self.recipe.kind, self.x[to_device(mine, self.device)], self.y[mine],
+                           self.recipe, self.gen, self.abar, len(idx), rows)
+        return loss * self.world.loss_weight(len(idx)) if self.world.distributed else loss
 
     def train_steps(self, perm: torch.Tensor, steps: int, progress: bool = False) -> torch.Tensor:
         """The step loop: batches perm[i B:(i+1) B] of the data held as one tensor on the device, one Adam
-        step each; the losses stay on the device (no host synchronisation per step). Returns them (steps,)."""
+        step each; the losses stay on the device (no host synchronisation per step). Returns the global
+        batches' losses (steps,) (summed over ranks once, at the end)."""
         self.model.train()
         r = self.recipe
         losses = []
@@ -149,11 +188,11 @@ class Trainer:
             loss.backward()
             self.opt.step()
             losses.append(loss.detach())
-        return torch.stack(losses)
+        return sum_over_ranks(torch.stack(losses)) / self.world.size
 
     def train_epoch(self, progress: bool, max_steps: int | None = None) -> None:
         """One epoch: a permutation from the run's generator, `train_steps`, then the losses fetched once
-        and the test loss."""
+        and (rank 0) the test loss."""
         perm = torch.randperm(len(self.x), generator=self.gen)
         steps = math.ceil(len(perm) / self.recipe.batch_size)
         losses = self.train_steps(perm, steps if max_steps is None else min(steps, max_steps), progress).tolist()
@@ -162,7 +201,8 @@ class Trainer:
         self.epoch += 1
         start = len(self.train_log)
         self.train_log += [(start + i + 1, self.epoch, v) for i, v in enumerate(losses)]
-        self.test_log.append((self.epoch, self.test_loss()))
+        if self.world.is_main:
+            self.test_log.append((self.epoch, self.test_loss()))
 
     @torch.no_grad()
     def test_loss(self) -> float:
@@ -241,19 +281,24 @@ def _write_csv(path: Path, header: list[str], rows) -> None:
 
 def train(kind: str, preset: str = "quick", out_dir: str | Path = "out/train", seed: int = 0, device: str = "cpu",
           resume: bool = True, max_steps: int | None = None, progress: bool = True, speed: Speed = Speed(),
-          on_epoch: Callable[[Trainer], None] | None = None, **overrides) -> Trainer:
+          on_epoch: Callable[[Trainer], None] | None = None, world: World = World(), **overrides) -> Trainer:
     """Train ``kind`` with a preset (``overrides`` change recipe fields); checkpoints at save_epochs;
-    ``on_epoch(trainer)`` after each epoch's files are written (the GPU check times epochs with it)."""
+    ``on_epoch(trainer)`` after each epoch's files are written (the GPU check times epochs with it).
+    With several ranks, rank 0 alone writes files, shows progress and calls ``on_epoch``."""
     recipe = dataclasses.replace(PRESETS[preset][kind], **overrides)
-    trainer = Trainer(recipe, Path(out_dir), seed, device, speed)
-    if resume and trainer.load_state() and progress:
+    trainer = Trainer(recipe, Path(out_dir), seed, device, speed, world)
+    progress = progress and world.is_main
+    if resume and trainer.load_state() and world.is_main:
         print(f"resuming {kind} from epoch {trainer.epoch}")
     while trainer.epoch < recipe.epochs:
         trainer.train_epoch(progress, max_steps)
+        if not world.is_main:
+            continue
         if trainer.epoch in recipe.save_epochs or trainer.epoch == recipe.epochs:
             trainer.save_checkpoint()
         trainer.save_state()
         trainer.write_logs()
         if on_epoch is not None:
             on_epoch(trainer)
+    barrier()
     return trainer
