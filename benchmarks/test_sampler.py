@@ -17,7 +17,7 @@ import torch
 
 from benchmarks.baselines import Counting, Stub, diffusers_cfg_loop, unet_loop
 from benchmarks.conftest import paired_ratio, peak_memory
-from harness.backends import backend_params, get_backend
+from harness.backends import backends_for, get_backend
 from harness.errors import BackendUnavailable
 from harness.guides import CFG, VIEWS, Anagram, Hybrid, Plain
 from harness.sampling import sample
@@ -39,11 +39,11 @@ def make_guide(den, name: str, batch: int):
     if name == "anagram":
         return Anagram([VIEWS["identity"], VIEWS["flip"]], [c("an oil painting of an old man"),
                        c("an oil painting of people around a campfire")], c(None), 7.0)
-    p = {**get_section("A1.9").params, **backend_params(den.name).get("A1.9", {})}
+    p = get_section("A1.9").params_for(den.name)
     return Hybrid(c("a lithograph of a skull"), c("a lithograph of waterfalls"), c(None), 7.0, p["kernel_size"], p["sigma"])
 
 
-@pytest.fixture(scope="module", params=["tiny-if", "mnist", "deepfloyd", "deepfloyd-random"])
+@pytest.fixture(scope="module", params=backends_for("A"))
 def backend(request, device):
     try:
         return get_backend(request.param, device)

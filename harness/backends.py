@@ -1,14 +1,91 @@
-"""Backends by name: each loader returns an object with a ``denoiser`` (see harness.denoisers.base)."""
+"""Backends: what a section runs on. A backend is one module that builds an object meeting `Backend`,
+and one row of `BACKENDS` that says how to load it and what it is (which parts it runs, whether it runs on
+the CPU from what the package ships, whether it keeps goldens, whether it was trained). Sections,
+the CLI, the reproductions, the report and the benchmarks read this table and nothing else."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
+import torch
+
+from harness.denoisers.base import Denoiser
 from harness.errors import UnknownName
 
 
-def _tiny_if(device: str):
+@runtime_checkable
+class Judge(Protocol):
+    """Reads what results depict (Part A relations on a trained model): images (N, C, H, W) in [-1, 1]."""
+
+    def label(self, prompt: str | None) -> int | None: ...
+    def probs(self, images: torch.Tensor) -> torch.Tensor: ...
+    def classify(self, images: torch.Tensor) -> torch.Tensor: ...
+    def fid_lite(self, images: torch.Tensor) -> float: ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What sections may use of a loaded backend.
+
+    denoiser: the model behind the `Denoiser` interface (every course loop runs on it).
+    judge: a `Judge`, or None where nothing reads the results.
+    upsample(images, prompts, generators, num_inference_steps, progress=...): a stage-2 super-resolution
+        model, or None.
+    text_to_image(prompts, generators, num_inference_steps, guidance_scale, progress): section A0's
+        sampler; `DenoiserBackend` gives every backend the course's CFG sampler on its denoiser.
+    """
+
+    name: str
+    device: str | torch.device
+    denoiser: Denoiser
+    judge: Judge | None
+    upsample: Callable | None
+
+    def text_to_image(self, prompts: Sequence[str], generators: list[torch.Generator], num_inference_steps: int = 20,
+                      guidance_scale: float = 7.0, progress: bool = False) -> torch.Tensor: ...
+
+
+class DenoiserBackend:
+    """A `Backend` made of a denoiser alone: no judge, no upsampler, and A0's text-to-image as CFG sampling
+    over num_inference_steps timesteps spaced as diffusers' DDPMScheduler spaces them ("leading":
+    k floor(T / n), k = n-1 .. 0). Subclasses set ``name``, ``device`` and ``denoiser``."""
+
+    judge: Judge | None = None
+    upsample: Callable | None = None
+
+    def text_to_image(self, prompts: Sequence[str], generators: list[torch.Generator], num_inference_steps: int = 20,
+                      guidance_scale: float = 7.0, progress: bool = False) -> torch.Tensor:
+        """(B, C, H, W) in [-1, 1]."""
+        from harness.denoisers.base import from_data_range
+        from harness.guides import CFG
+        from harness.sampling import sample
+
+        den = self.denoiser
+        ratio = len(den.alphas_cumprod) // num_inference_steps
+        timesteps = [k * ratio for k in reversed(range(num_inference_steps))]
+        guide = CFG(den.condition(prompts), den.condition([None] * len(prompts)), guidance_scale)
+        return from_data_range(den, sample(den, timesteps, guide, generators, progress=progress)).clamp(-1, 1)
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """One row of the table. load(device) -> Backend. parts: the writeup parts whose sections run on it.
+    embedded: runs on the CPU from what the package ships (`run all`, `make test` and the report cover it).
+    goldens: its cases are compared with goldens (random weights at real size keep none). trained: it
+    learned its data, so the relations that only a trained model satisfies apply. judged: its backend has
+    a `Judge`, so the relations on what results depict apply."""
+
+    load: Callable[[str], Backend]
+    parts: tuple[str, ...] = ("A",)
+    embedded: bool = False
+    goldens: bool = True
+    trained: bool = False
+    judged: bool = False
+
+
+def _tiny_if(device: str) -> Backend:
     from harness.denoisers.deepfloyd import load_deepfloyd
     from harness.denoisers.tiny_if import tiny_if_path
 
@@ -16,53 +93,56 @@ def _tiny_if(device: str):
     return load_deepfloyd(str(root / "stage1"), str(root / "stage2"), device, name="tiny-if")
 
 
-def _deepfloyd(device: str):
+def _deepfloyd(device: str) -> Backend:
     from harness.denoisers.deepfloyd import load_deepfloyd
 
     return load_deepfloyd(device=device)
 
 
-def _deepfloyd_random(device: str):
+def _deepfloyd_random(device: str) -> Backend:
     from harness.denoisers.deepfloyd_random import load_deepfloyd_random
 
     return load_deepfloyd_random(device)
 
 
-def _mnist(device: str):
+def _mnist(device: str) -> Backend:
     from harness.denoisers.mnist import MnistBackend
 
     return MnistBackend(device)
 
 
-BACKENDS: dict[str, Callable[[str], object]] = {"tiny-if": _tiny_if, "deepfloyd": _deepfloyd,
-                                                 "deepfloyd-random": _deepfloyd_random, "mnist": _mnist}
-# Random weights at the real size, in fp16 on whatever GPU runs them: their images carry nothing to
-# reproduce, so their cases check the sections' relations and keep no goldens (they measure cost).
-WITHOUT_GOLDENS = ("deepfloyd-random",)
+BACKENDS: dict[str, BackendSpec] = {
+    "tiny-if": BackendSpec(_tiny_if, embedded=True),
+    "deepfloyd": BackendSpec(_deepfloyd, trained=True),
+    # random weights at the real size, fp16 on a GPU: they measure cost, so their images carry nothing to
+    # reproduce and their cases check the sections' relations only
+    "deepfloyd-random": BackendSpec(_deepfloyd_random, goldens=False),
+    "mnist": BackendSpec(_mnist, parts=("A", "B"), embedded=True, trained=True, judged=True),
+}
 
 
-def backend_names() -> list[str]:
-    return list(BACKENDS)
+def spec(name: str) -> BackendSpec:
+    if name not in BACKENDS:
+        raise UnknownName(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}")
+    return BACKENDS[name]
+
+
+def backend_names(**where) -> list[str]:
+    """Backends in table order; ``where`` filters on BackendSpec fields, e.g. backend_names(embedded=True)."""
+    return [n for n, s in BACKENDS.items() if all(getattr(s, k) == v for k, v in where.items())]
+
+
+def backends_for(part: str) -> tuple[str, ...]:
+    """The backends that run a part's sections."""
+    return tuple(n for n, s in BACKENDS.items() if part in s.parts)
 
 
 def has_goldens(name: str) -> bool:
     """Whether a backend's cases are compared with goldens (known without loading the backend)."""
-    return name not in WITHOUT_GOLDENS
-
-
-def backend_params(name: str) -> dict[str, dict]:
-    """Section parameters a backend declares over the sections' own (section id -> parameters),
-    known without loading the backend."""
-    if name == "mnist":
-        from harness.denoisers.mnist import SECTION_PARAMS
-
-        return SECTION_PARAMS
-    return {}
+    return spec(name).goldens
 
 
 @lru_cache(maxsize=None)
-def get_backend(name: str, device: str = "cpu"):
+def get_backend(name: str, device: str = "cpu") -> Backend:
     """The loaded backend, once per (name, device) per process."""
-    if name not in BACKENDS:
-        raise UnknownName(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}")
-    return BACKENDS[name](device)
+    return spec(name).load(device)

@@ -86,11 +86,11 @@ def _parser() -> argparse.ArgumentParser:
 def _cases(ids: list[str], backend: str | None) -> list[tuple[str, str | None]]:
     """(section, backend) pairs: 'all' (or none) is every section on ``backend``, or without one on every
     embedded CPU backend it lists; named sections run on ``backend`` (None: the section's first)."""
-    from harness.runner import EMBEDDED_BACKENDS, cases
+    from harness.runner import cases
     from harness.sections import get_section
 
     if ids in ([], ["all"]):
-        return cases((backend,) if backend else EMBEDDED_BACKENDS)
+        return cases((backend,) if backend else None)
     return [(get_section(i).id, backend) for i in ids]
 
 

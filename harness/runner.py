@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 
@@ -16,14 +16,14 @@ from harness.outputs import Outputs
 from harness.seeding import DEFAULT_SEED
 
 
-EMBEDDED_BACKENDS = ("tiny-if", "mnist")  # run on CPU from what the package ships; `run all` covers them
-
-
-def cases(backends=EMBEDDED_BACKENDS) -> list[tuple[str, str]]:
-    """Every (section id, backend) case on ``backends``, in registry order: the one list that the CLI,
-    the reproductions, the report tests and the GPU check run."""
+def cases(backends: Sequence[str] | None = None) -> list[tuple[str, str]]:
+    """Every (section id, backend) case on ``backends`` (default: the embedded ones, which run on the CPU
+    from what the package ships), in registry order: the one list that the CLI, the reproductions, the
+    report tests and the GPU check run."""
+    from harness.backends import backend_names
     from harness.sections import SECTIONS
 
+    backends = backend_names(embedded=True) if backends is None else backends
     return [(s.id, b) for s in SECTIONS.values() for b in s.backends if b in backends]
 
 

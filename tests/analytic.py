@@ -16,6 +16,7 @@ class AnalyticDenoiser:
     name = "analytic"
     variance_type = "fixed_small"
     x0_clip = None
+    data_range = (-1.0, 1.0)
     device = torch.device("cpu")
     dtype = torch.float32
 

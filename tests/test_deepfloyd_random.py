@@ -4,13 +4,12 @@ of the widths on CPU, run through the deepfloyd code path; at the real size with
 import pytest
 import torch
 
-from harness.backends import BACKENDS, get_backend, has_goldens
+from harness.backends import BACKENDS, backend_names, get_backend, has_goldens
 from harness.denoisers.deepfloyd_random import (MIN_FREE_GIB, SEED, STAGE1_XL, STAGE2_L, RandomPrompts,
                                                 load_deepfloyd_random, meta_unet, scaled)
 from harness.denoisers.tiny_if import init_random_
 from harness.errors import BackendUnavailable
 from harness.guides import Plain
-from harness.runner import EMBEDDED_BACKENDS
 from harness.sampling import sample
 from harness.sections import get_section
 from harness.seeding import generators
@@ -44,7 +43,7 @@ def test_shrink_divides_widths_and_keeps_heads():
 
 
 def test_real_size_without_cuda_says_why():
-    assert "deepfloyd-random" in BACKENDS and "deepfloyd-random" not in EMBEDDED_BACKENDS
+    assert "deepfloyd-random" in BACKENDS and "deepfloyd-random" not in backend_names(embedded=True)
     assert "deepfloyd-random" in get_section("A1.4").backends and not has_goldens("deepfloyd-random")
     with pytest.raises(BackendUnavailable) as err:
         get_backend("deepfloyd-random", "cpu")

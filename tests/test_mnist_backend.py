@@ -7,9 +7,9 @@ import torch
 
 from harness import golden
 from harness import images as im
-from harness.backends import backend_params, get_backend
+from harness.backends import get_backend
 from harness.denoisers.base import Denoiser, from_data_range, to_data_range
-from harness.denoisers.mnist import PROMPT_DIGITS, SECTION_PARAMS, digit_of
+from harness.denoisers.mnist import PROMPT_DIGITS, digit_of
 from harness.errors import UnknownName
 from harness.golden import GoldenMismatch
 from harness.runner import run_case
@@ -66,12 +66,13 @@ def test_judge_reads_test_digits(backend):
     assert torch.allclose(backend.judge.probs(digits).sum(1), torch.ones(10))
 
 
-def test_declared_section_parameters_are_parameters_of_those_sections():
-    assert backend_params("tiny-if") == {}
-    for section_id, params in SECTION_PARAMS.items():
-        section = get_section(section_id)
-        assert "mnist" in section.backends and set(params) <= set(section.params), section_id
+def test_per_backend_parameters_are_parameters_of_their_sections():
+    for section in SECTIONS.values():
+        for backend, params in section.by_backend.items():
+            assert backend in section.backends and set(params) <= set(section.params), (section.id, backend)
     assert all("mnist" in s.backends for s in SECTIONS.values() if s.part == "A")
+    assert get_section("A1.4").params_for("tiny-if") == get_section("A1.4").params
+    assert get_section("A1.4").params_for("mnist")["image"] == "mnist:0"
 
 
 def test_digit_images(backend):

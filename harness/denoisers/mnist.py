@@ -22,6 +22,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from harness.backends import DenoiserBackend
 from harness.denoisers.base import NoiseEstimate
 from harness.errors import UnknownName
 from harness.schedules import linear_alphas_cumprod
@@ -116,14 +117,14 @@ class DigitJudge:
 
 
 @dataclass(frozen=True)
-class MnistBackend:
+class MnistBackend(DenoiserBackend):
     """The `mnist` backend: Part B's shipped checkpoints (`model`), and for Part A the class-conditioned
-    UNet as a `Denoiser` with the FID-lite classifier as its `judge`. It has no stage-2 upsampler."""
+    UNet as a `Denoiser` (A0 samples it with `DenoiserBackend`'s CFG sampler) with the FID-lite classifier
+    as its `judge`. It has no stage-2 upsampler."""
 
     device: str = "cpu"
     name: str = "mnist"
     judge: DigitJudge = DigitJudge()
-    upsample = None
 
     def model(self, kind: str, epoch: int) -> torch.nn.Module:
         from harness.partb.checkpoints import load_model
@@ -133,43 +134,3 @@ class MnistBackend:
     @cached_property
     def denoiser(self) -> MnistDenoiser:
         return MnistDenoiser(self.model(*CHECKPOINT), self.device)
-
-    def text_to_image(self, prompts: Sequence[str], generators: list[torch.Generator], num_inference_steps: int = 20,
-                      guidance_scale: float = 7.0, progress: bool = False) -> torch.Tensor:
-        """A0 on this backend: CFG sampling over num_inference_steps timesteps spaced as diffusers'
-        DDPMScheduler spaces them ("leading": k floor(T / n), k = n-1 .. 0); (B, 1, 28, 28) in [-1, 1]."""
-        from harness.denoisers.base import from_data_range
-        from harness.guides import CFG
-        from harness.sampling import sample
-
-        den = self.denoiser
-        ratio = den.T // num_inference_steps
-        timesteps = [k * ratio for k in reversed(range(num_inference_steps))]
-        guide = CFG(den.condition(prompts), den.condition([None] * len(prompts)), guidance_scale)
-        return from_data_range(den, sample(den, timesteps, guide, generators, progress=progress)).clamp(-1, 1)
-
-
-# Part A's parameters on this backend (overlaying each section's own): MNIST test digits for the photos,
-# digits for the prompts (1.3 and 1.4 name the digit shown: with the null prompt, iterative denoising from
-# i_start 10 turns test digit 0, a 7, into a clean 2, below blur in PSNR), a blur sized for 28x28 (Part B's kernel 5, sigma 1), and enough seeds for the
-# judge's rates. SDEdit starts at i_start 5 .. 30: on T = 300 every start up to 10 (t 207, abar 0.23)
-# already yields a new digit, so the course's 1 .. 10 would all sit on that plateau. Test digits 0..9 are labelled 7 2 1 0 4 1 4 9 5 9.
-SECTION_PARAMS: dict[str, dict] = {
-    "A1.1": {"image": "mnist:0"},
-    "A1.2": {"image": "mnist:0", "blur": [[3, 0.5], [5, 1.0], [7, 2.0]]},
-    "A1.3": {"image": "mnist:0", "prompt": "7", "blur": [5, 1.0]},
-    "A1.4": {"image": "mnist:0", "prompt": "7", "blur": [5, 1.0]},
-    "A1.5": {"prompt": [str(d) for d in range(10)], "num_samples": 5, "upsample_steps": 0},
-    "A1.6": {"prompt": [str(d) for d in range(10)], "num_samples": 5, "cfg_scales": [1.0, 5.0, 7.0],
-             "upsample_steps": 0},
-    "A1.7": {"images": [f"mnist:{i}" for i in range(20)], "i_start": [5, 10, 15, 20, 25, 30], "strides": [30]},
-    "A1.7.1": {"i_start": [5, 10, 15, 20, 25, 30], "web": "typed3", "drawings": ["seven", "four", "zero"], "stroke_base": "mnist:2",
-               "strokes": ["bar", "tail"]},
-    "A1.7.2": {"images": [f"mnist:{i}" for i in range(6)], "masks": ["center_top", "ellipse", "rectangle"] * 2,
-               "prompt": ["7", "2", "1", "0", "4", "1"]},
-    "A1.7.3": {"image": "mnist:3"},
-    "A1.8": {"anagrams": [["6", "9", "rot180"], ["2", "5", "rot180"], ["0", "8", "flip"], ["4", "7", "flip"],
-                          ["7", "1", "rot180"], ["3", "4", "rot180"]], "num_seeds": 10},
-    "A1.9": {"hybrids": [["8", "4"], ["8", "7"], ["0", "1"], ["8", "1"]], "kernel_size": 9, "sigma": 1.5,
-             "num_seeds": 10},
-}

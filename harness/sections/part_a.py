@@ -1,10 +1,10 @@
 """Part A: the pretrained pixel diffusion model (DeepFloyd IF) sections of the writeups.
 
-Every section runs on every Part A backend (`tiny-if`, `deepfloyd`, `deepfloyd-random`, `mnist`) through
-the `Denoiser` interface alone; what differs per backend comes from its declared properties: `data_range`,
+Every section runs on every Part A backend (`harness.backends.backends_for("A")`) through the `Denoiser`
+interface alone; what differs per backend comes from its declared properties: `data_range`,
 `alphas_cumprod` (the course's 1000-step timesteps are mapped onto its T by `strided_timesteps` and
-`course_t`), its section parameters (`harness.backends.backend_params`: digits and MNIST test digits for
-`mnist`), and its `judge` (a classifier that reads results, or None). Test images stand in for the
+`course_t`), and its `judge` (a classifier that reads results, or None); and from the parameters each
+section sets per backend below (`by_backend`: digits and MNIST test digits for `mnist`). Test images stand in for the
 course's Campanile photo (see harness.images). Shown and measured images are in [-1, 1], clamped as
 the course does for display; timesteps in image names are on the course's 1000-step scale.
 """
@@ -29,9 +29,6 @@ from harness.schedules import course_t, strided_timesteps
 from harness.sections.registry import Relation, RunContext, Section, register
 from harness.seeding import randn
 
-A_BACKENDS = ("tiny-if", "deepfloyd", "deepfloyd-random", "mnist")
-TRAINED = ("deepfloyd", "mnist")  # relations that only a trained model satisfies
-JUDGED = ("mnist",)  # backends with a judge (classifier): relations on what the results depict
 PHOTO = "a high quality photo"
 NOISE_LEVELS = (250, 500, 750)
 ANAGRAM_FLOOR = 0.5  # mnist: share of anagrams read as a upright and b viewed, over pairs and seeds (README)
@@ -383,15 +380,15 @@ def _mean_over_pairs(out: Outputs, prefix: str, suffix: str) -> None:
     out.metrics[prefix + suffix] = sum(rates) / len(rates)
 
 
-def _gt(a: str, b: str, backends: tuple[str, ...] = TRAINED) -> Relation:
-    return Relation(f"{a} > {b}", lambda m, a=a, b=b: m[a] > m[b], backends)
+def _gt(a: str, b: str, where: str | tuple[str, ...] = "trained") -> Relation:
+    return Relation(f"{a} > {b}", lambda m, a=a, b=b: m[a] > m[b], where)
 
 
 def _at_least(metric: str, floor: float) -> Relation:
-    return Relation(f"{metric} >= {floor:g}", lambda m: m[metric] >= floor, JUDGED)
+    return Relation(f"{metric} >= {floor:g}", lambda m: m[metric] >= floor, "judged")
 
 
-def _falls_with_noise(prefix: str, suffix: str, slack: float = 0.0, backends: tuple[str, ...] = JUDGED) -> Relation:
+def _falls_with_noise(prefix: str, suffix: str, slack: float = 0.0, where: str | tuple[str, ...] = "judged") -> Relation:
     """The metric f"{prefix}{i}{suffix}" over the run's i_start values: as i_start falls (more noise) it
     never rises by more than ``slack`` (a rate over N images may wobble by 1/N), and it ends strictly
     below where it began."""
@@ -399,64 +396,89 @@ def _falls_with_noise(prefix: str, suffix: str, slack: float = 0.0, backends: tu
         pattern = re.compile(re.escape(prefix) + r"(\d+)" + re.escape(suffix) + "$")
         v = [m[k] for k in sorted((k for k in m if pattern.match(k)), key=lambda k: -int(pattern.match(k)[1]))]
         return len(v) > 1 and all(b <= a + slack for a, b in zip(v, v[1:])) and v[0] > v[-1]
-    return Relation(f"{prefix}*{suffix} falls as i_start falls (slack {slack:g})", holds, backends)
+    return Relation(f"{prefix}*{suffix} falls as i_start falls (slack {slack:g})", holds, where)
 
 
 _IMG = {"image": "rocket"}
 _T = {"t": list(NOISE_LEVELS)}
 I_START = [1, 3, 5, 7, 10, 20]
+# On `mnist` (by_backend): MNIST test digits for the photos (digits 0..9 are labelled 7 2 1 0 4 1 4 9 5 9),
+# digits for the prompts, a blur sized for 28x28 (Part B's kernel 5, sigma 1), and enough seeds for the
+# judge's rates. 1.3 and 1.4 name the digit shown: with the null prompt, iterative denoising from i_start 10
+# turns test digit 0, a 7, into a clean 2, below blur in PSNR. SDEdit starts at i_start 5 .. 30: on T = 300
+# every start up to 10 (t 207, abar 0.23) already yields a new digit, so the course's 1 .. 10 would all sit
+# on that plateau.
+_DIGITS = [str(d) for d in range(10)]
+_I_START_MNIST = [5, 10, 15, 20, 25, 30]
 SECTIONS_A = [
-    Section("A0", "Setup: text-to-image, stage 1 and stage-2 upsampling", "A", A_BACKENDS,
+    Section("A0", "Setup: text-to-image, stage 1 and stage-2 upsampling", "A",
             {"prompts": ["an oil painting of a snowy mountain village", "a man wearing a hat", "a rocket ship"],
              "num_inference_steps": [20, 40, 100], "cfg_scale": 7.0}, run_a0, inputs=("prompt",)),
-    Section("A1.1", "Implementing the forward process", "A", A_BACKENDS, {**_IMG, **_T}, run_forward,
+    Section("A1.1", "Implementing the forward process", "A", {**_IMG, **_T}, run_forward,
             inputs=("image",), relations=(Relation("noise lowers PSNR as t grows",
-                                                   lambda m: m["noisy_t250_psnr"] > m["noisy_t500_psnr"] > m["noisy_t750_psnr"]),)),
-    Section("A1.2", "Classical denoising (Gaussian blur)", "A", A_BACKENDS,
-            {**_IMG, **_T, "blur": [[9, 2.0], [11, 5.0], [13, 5.0]]}, run_blur, inputs=("image",)),
-    Section("A1.3", "One-step denoising", "A", A_BACKENDS, {**_IMG, **_T, "prompt": PHOTO, "blur": [9, 2.0]},
+                                                   lambda m: m["noisy_t250_psnr"] > m["noisy_t500_psnr"] > m["noisy_t750_psnr"]),),
+            by_backend={"mnist": {"image": "mnist:0"}}),
+    Section("A1.2", "Classical denoising (Gaussian blur)", "A",
+            {**_IMG, **_T, "blur": [[9, 2.0], [11, 5.0], [13, 5.0]]}, run_blur, inputs=("image",),
+            by_backend={"mnist": {"image": "mnist:0", "blur": [[3, 0.5], [5, 1.0], [7, 2.0]]}}),
+    Section("A1.3", "One-step denoising", "A", {**_IMG, **_T, "prompt": PHOTO, "blur": [9, 2.0]},
             run_one_step, inputs=("image",),
-            relations=tuple(_gt(f"one_step_t{t}_psnr", f"blur_t{t}_psnr") for t in NOISE_LEVELS)),
-    Section("A1.4", "Iterative denoising", "A", A_BACKENDS,
+            relations=tuple(_gt(f"one_step_t{t}_psnr", f"blur_t{t}_psnr") for t in NOISE_LEVELS),
+            by_backend={"mnist": {"image": "mnist:0", "prompt": "7", "blur": [5, 1.0]}}),
+    Section("A1.4", "Iterative denoising", "A",
             {**_IMG, "prompt": PHOTO, "stride": 30, "i_start": 10, "keep": [690, 540, 390, 240, 90], "blur": [9, 2.0]},
             run_iterative, inputs=("image",),
             relations=(_gt("iterative_ssim", "blur_ssim"), _gt("one_step_psnr", "blur_psnr"),
-                       _gt("iterative_psnr", "blur_psnr", JUDGED))),
-    Section("A1.5", "Diffusion model sampling", "A", A_BACKENDS,
+                       _gt("iterative_psnr", "blur_psnr", "judged")),
+            by_backend={"mnist": {"image": "mnist:0", "prompt": "7", "blur": [5, 1.0]}}),
+    Section("A1.5", "Diffusion model sampling", "A",
             {"prompt": PHOTO, "num_samples": 5, "strides": [30, 10], "upsample_steps": 20}, run_sampling,
-            inputs=("prompt",)),
-    Section("A1.6", "Classifier-free guidance", "A", A_BACKENDS,
+            inputs=("prompt",), by_backend={"mnist": {"prompt": _DIGITS, "num_samples": 5, "upsample_steps": 0}}),
+    Section("A1.6", "Classifier-free guidance", "A",
             {"prompt": PHOTO, "num_samples": 5, "stride": 30, "cfg_scales": [2.0, 7.0], "upsample_steps": 20},
             run_cfg, inputs=("prompt",),
-            relations=(_gt("samples_cfg5_prompt_accuracy", "samples_cfg1_prompt_accuracy", JUDGED),)),
-    Section("A1.7", "Image-to-image translation (SDEdit)", "A", A_BACKENDS,
+            relations=(_gt("samples_cfg5_prompt_accuracy", "samples_cfg1_prompt_accuracy", "judged"),),
+            by_backend={"mnist": {"prompt": _DIGITS, "num_samples": 5, "cfg_scales": [1.0, 5.0, 7.0],
+                                  "upsample_steps": 0}}),
+    Section("A1.7", "Image-to-image translation (SDEdit)", "A",
             {"images": ["rocket", "astronaut", "chelsea"], "i_start": I_START, "strides": [30, 15],
              "cfg_scale": 7.0}, run_sdedit, inputs=("image",),
             relations=(_gt("sdedit_stride30_i20_psnr", "sdedit_stride30_i1_psnr", ("deepfloyd",)),
                        _falls_with_noise("sdedit_stride30_i", "_psnr"),
-                       _falls_with_noise("sdedit_stride30_i", "_agreement", slack=0.1))),
-    Section("A1.7.1", "Editing web and hand-drawn images, stroke edits", "A", A_BACKENDS,
+                       _falls_with_noise("sdedit_stride30_i", "_agreement", slack=0.1)),
+            by_backend={"mnist": {"images": [f"mnist:{i}" for i in range(20)], "i_start": _I_START_MNIST,
+                                  "strides": [30]}}),
+    Section("A1.7.1", "Editing web and hand-drawn images, stroke edits", "A",
             {"web": "landscape", "drawings": ["house", "flower", "smiley"], "stroke_base": "astronaut",
-             "strokes": ["moon", "river"], "i_start": I_START, "strides": [30], "cfg_scale": 7.0}, run_sdedit_drawn),
-    Section("A1.7.2", "Inpainting", "A", A_BACKENDS,
+             "strokes": ["moon", "river"], "i_start": I_START, "strides": [30], "cfg_scale": 7.0}, run_sdedit_drawn,
+            by_backend={"mnist": {"i_start": _I_START_MNIST, "web": "typed3", "drawings": ["seven", "four", "zero"],
+                                  "stroke_base": "mnist:2", "strokes": ["bar", "tail"]}}),
+    Section("A1.7.2", "Inpainting", "A",
             {"images": ["rocket", "astronaut", "chelsea"], "masks": ["center_top", "ellipse", "rectangle"],
              "prompt": PHOTO, "stride": 30, "cfg_scale": 7.0}, run_inpaint, inputs=("image", "mask", "prompt"),
             relations=(Relation("the known region is kept exactly", lambda m: m["known_region_max_abs_err"] < 1e-6),
-                       _at_least("inpainted_prompt_accuracy", 1.0))),
-    Section("A1.7.3", "Text-conditional image-to-image translation", "A", A_BACKENDS,
+                       _at_least("inpainted_prompt_accuracy", 1.0)),
+            by_backend={"mnist": {"images": [f"mnist:{i}" for i in range(6)],
+                                  "masks": ["center_top", "ellipse", "rectangle"] * 2,
+                                  "prompt": ["7", "2", "1", "0", "4", "1"]}}),
+    Section("A1.7.3", "Text-conditional image-to-image translation", "A",
             {"image": "rocket", "prompts": ["a rocket ship", "a pencil", "a rainy day"],
              "i_start": I_START, "stride": 30, "cfg_scale": 7.0}, run_img2img,
             inputs=("image", "prompt"),
-            relations=tuple(_at_least(f"prompt{j}_stride30_i1_prompt_accuracy", 1.0) for j in range(3))),
-    Section("A1.8", "Visual anagrams", "A", A_BACKENDS,
+            relations=tuple(_at_least(f"prompt{j}_stride30_i1_prompt_accuracy", 1.0) for j in range(3)),
+            by_backend={"mnist": {"image": "mnist:3"}}),
+    Section("A1.8", "Visual anagrams", "A",
             {"anagrams": [["an oil painting of an old man", "an oil painting of people around a campfire", "flip"],
                           ["a lithograph of waterfalls", "a lithograph of a skull", "flip"],
                           ["an oil painting of a snowy mountain village", "a photo of a dog", "flip"],
                           ["an oil painting of an old man", "an oil painting of a snowy mountain village", "rot180"],
                           ["an oil painting of an old man", "an oil painting of people around a campfire", "rot90"]],
              "num_seeds": 1, "stride": 30, "cfg_scale": 7.0}, run_anagrams,
-            relations=(_at_least("anagram_success_rate", ANAGRAM_FLOOR),)),
-    Section("A1.9", "Hybrid images", "A", A_BACKENDS,
+            relations=(_at_least("anagram_success_rate", ANAGRAM_FLOOR),),
+            by_backend={"mnist": {"anagrams": [["6", "9", "rot180"], ["2", "5", "rot180"], ["0", "8", "flip"],
+                                               ["4", "7", "flip"], ["7", "1", "rot180"], ["3", "4", "rot180"]],
+                                  "num_seeds": 10}}),
+    Section("A1.9", "Hybrid images", "A",
             {"hybrids": [["a lithograph of a skull", "a lithograph of waterfalls"],
                          ["a rainy day", "a photo of a dog"],
                          ["sunset in a desert", "a bar with dim lighting"]],
@@ -465,7 +487,9 @@ SECTIONS_A = [
                                 lambda m: all(v < 1e-2 for k, v in m.items() if k.endswith("_max_abs"))),
                        _at_least("hybrid_low_is_far_rate", HYBRID_LOW_FLOOR),
                        Relation("the near prompt raises the judge's probability of its digit over a far-only sample",
-                                lambda m: all(m[k] > m[k + "_far_only"] for k in m if k.endswith("_near_prob")), JUDGED))),
+                                lambda m: all(m[k] > m[k + "_far_only"] for k in m if k.endswith("_near_prob")), "judged")),
+            by_backend={"mnist": {"hybrids": [["8", "4"], ["8", "7"], ["0", "1"], ["8", "1"]], "kernel_size": 9,
+                                  "sigma": 1.5, "num_seeds": 10}}),
 ]
 
 for _section in SECTIONS_A:

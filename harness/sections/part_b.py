@@ -20,7 +20,6 @@ from harness.schedules import linear_alphas_cumprod
 from harness.sections.registry import Relation, RunContext, Section, register
 from harness.seeding import randn
 
-BACKENDS = ("mnist",)
 EPOCHS = [1, 5, 10, 15, 20]
 
 
@@ -129,26 +128,26 @@ def run_class_samples(ctx: RunContext) -> Outputs:
 
 
 SECTIONS_B = [
-    Section("B1.2", "Single-step denoising UNet (sigma 0.5), after epochs 1 and 5", "B", BACKENDS,
+    Section("B1.2", "Single-step denoising UNet (sigma 0.5), after epochs 1 and 5", "B",
             {"epochs": [1, 5], "sigma": 0.5, "num_digits": 64, "blur": [5, 1.0]}, run_denoiser,
             relations=(Relation("denoiser PSNR at sigma 0.5 above Gaussian-blur PSNR",
                                 lambda m: m["denoised_epoch5_psnr"] > m["blur_psnr"] + 3),)),
-    Section("B1.2.2", "Out-of-distribution noise levels", "B", BACKENDS,
+    Section("B1.2.2", "Out-of-distribution noise levels", "B",
             {"epoch": 5, "sigmas": [0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0], "num_digits": 64}, run_ood,
             relations=(Relation("PSNR falls as sigma moves past 0.5", lambda m: m["denoised_sigma0.5_psnr"]
                                 > m["denoised_sigma0.6_psnr"] > m["denoised_sigma0.8_psnr"] > m["denoised_sigma1_psnr"]),)),
-    Section("B2.2", "Training the time-conditioned UNet (loss curve)", "B", BACKENDS, {}, run_time_loss,
+    Section("B2.2", "Training the time-conditioned UNet (loss curve)", "B", {}, run_time_loss,
             relations=(Relation("test loss falls from the first to the last epoch",
                                 lambda m: m["test_loss_epoch20"] < m["test_loss_epoch1"]),)),
-    Section("B2.3", "Sampling from the time-conditioned UNet", "B", BACKENDS,
+    Section("B2.3", "Sampling from the time-conditioned UNet", "B",
             {"epochs": EPOCHS, "num_samples": 10, "stride": 1, "gif_every": 10, "fid_samples": 200, "fid_stride": 10},
             run_time_samples,
             relations=(Relation("FID-lite falls from the first to the last checkpoint",
                                 lambda m: m["fid_lite_epoch20"] < m["fid_lite_epoch1"]),)),
-    Section("B2.4", "Training the class-conditioned UNet (loss curve)", "B", BACKENDS, {}, run_class_loss,
+    Section("B2.4", "Training the class-conditioned UNet (loss curve)", "B", {}, run_class_loss,
             relations=(Relation("test loss falls from the first to the last epoch",
                                 lambda m: m["test_loss_epoch20"] < m["test_loss_epoch1"]),)),
-    Section("B2.5", "Sampling from the class-conditioned UNet, guidance sweep", "B", BACKENDS,
+    Section("B2.5", "Sampling from the class-conditioned UNet, guidance sweep", "B",
             {"epochs": EPOCHS, "samples_per_digit": 4, "cfg_scale": 5.0, "stride": 10, "gif_every": 2,
              "sweep_cfg_scales": [0.0, 5.0, 10.0], "sweep_samples_per_digit": 5, "sweep_stride": 10},
             run_class_samples,

@@ -45,15 +45,22 @@ class RunContext:
 class Relation:
     """A relation between a case's metrics that makes it a reproduction, e.g. one-step PSNR above blur.
 
-    backends: where it must hold (trained models); None means every backend.
+    where: on which backends it must hold: None (every one), "trained" (backends that learned their data),
+    "judged" (backends with a judge that reads results), or a tuple of backend names.
     """
 
     text: str
     holds: Callable[[Mapping[str, float]], bool]
-    backends: tuple[str, ...] | None = None
+    where: str | tuple[str, ...] | None = None
 
     def applies_to(self, backend: str) -> bool:
-        return self.backends is None or backend in self.backends
+        from harness.backends import spec
+
+        if self.where == "trained":
+            return spec(backend).trained
+        if self.where == "judged":
+            return spec(backend).judged
+        return self.where is None or backend in self.where
 
 
 @dataclass(frozen=True)
@@ -61,17 +68,28 @@ class Section:
     """A writeup section: ``run(ctx) -> Outputs`` with the writeup's parameters as defaults.
 
     inputs: the user inputs it accepts (``"image"``, ``"mask"``, ``"prompt"``).
+    by_backend: backend name -> the parameters it changes on that backend (`params_for`).
+    It runs on every backend whose table row lists its part (`backends`).
     """
 
     id: str
     title: str
     part: str
-    backends: tuple[str, ...]
     params: Mapping[str, Any]
     run: Callable[[RunContext], Outputs]
     inputs: tuple[str, ...] = ()
     relations: tuple[Relation, ...] = ()
-    description: str = ""
+    by_backend: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        from harness.backends import backends_for
+
+        return backends_for(self.part)
+
+    def params_for(self, backend: str) -> dict[str, Any]:
+        """The section's parameters on ``backend``: its own, overlaid by what it changes there."""
+        return {**self.params, **self.by_backend.get(backend, {})}
 
 
 SECTIONS: dict[str, Section] = {}
@@ -91,7 +109,7 @@ def get_section(section_id: str) -> Section:
 
 
 def run_section(section: Section, ctx: RunContext) -> Outputs:
-    """Run with the section's parameters, overlaid by the backend's (`backend_params`), then by ctx.params;
+    """Run with the section's parameters on the backend (`Section.params_for`), overlaid by ctx.params;
     records seed, backend and params."""
     unknown = set(ctx.params) - set(section.params)
     if unknown:
@@ -103,9 +121,7 @@ def run_section(section: Section, ctx: RunContext) -> Outputs:
             f"section {section.id} does not run on backend {ctx.backend_name!r}; "
             f"valid backends: {', '.join(section.backends)}"
         )
-    from harness.backends import backend_params
-
-    ctx.params = {**section.params, **backend_params(ctx.backend_name).get(section.id, {}), **ctx.params}
+    ctx.params = {**section.params_for(ctx.backend_name), **ctx.params}
     with torch.inference_mode():
         out = section.run(ctx)
     out.images = {k: v.clone() for k, v in out.images.items()}  # plain tensors, editable by callers
