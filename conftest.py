@@ -8,7 +8,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
-from harness.runner import fix_threads  # noqa: E402
+from harness.devices import fix_threads  # noqa: E402
 
 fix_threads()
 
@@ -27,7 +27,7 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     """A --device this torch cannot use stops the run with one line, before any test."""
     from harness.errors import HarnessError
-    from harness.runner import check_device
+    from harness.devices import check_device
 
     try:
         check_device(config.getoption("--device"))
@@ -57,10 +57,10 @@ def pytest_sessionfinish(session):
 
 @pytest.fixture(scope="session")
 def device(request) -> str:
-    """--device; under pytest-xdist with several GPUs, this worker's GPU (`harness.runner.worker_device`)."""
+    """--device; under pytest-xdist with several GPUs, this worker's GPU (`harness.devices.worker_device`)."""
     import torch
 
-    from harness.runner import worker_device
+    from harness.devices import worker_device
 
     chosen = request.config.getoption("--device")
     return worker_device(chosen, os.environ.get("PYTEST_XDIST_WORKER"), torch.cuda.device_count() if chosen == "cuda" else 0)

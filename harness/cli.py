@@ -110,7 +110,8 @@ def cmd_list() -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from harness.runner import fix_threads, run_case, save_outputs
+    from harness.devices import fix_threads
+    from harness.runner import run_case, save_outputs
 
     fix_threads()
     _check_backend(args.backend)
@@ -140,7 +141,8 @@ def _record_verdict(out, folder: Path, args: argparse.Namespace) -> str:
 def cmd_golden_update(args: argparse.Namespace) -> None:
     from harness import golden
     from harness.backends import backend_names, has_goldens
-    from harness.runner import fix_threads, run_case
+    from harness.devices import fix_threads
+    from harness.runner import run_case
 
     fix_threads()
     _check_backend(args.backend)
@@ -168,10 +170,10 @@ def cmd_data(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from harness.devices import check_device, fix_threads
     from harness.partb import checkpoints, distributed
     from harness.partb.evaluate import measure
     from harness.partb.train import Speed, recipe_overrides, train
-    from harness.runner import check_device, fix_threads
 
     fix_threads()
     overrides = recipe_overrides(args.set)
@@ -194,10 +196,10 @@ def cmd_measure(args: argparse.Namespace) -> None:
     import json
 
     from harness.atomic import atomic_write_text
+    from harness.devices import check_device, fix_threads
     from harness.partb import checkpoints, distributed
     from harness.partb.evaluate import measure
     from harness.partb.train import PRESETS
-    from harness.runner import check_device, fix_threads
 
     fix_threads()
     check_device(args.device)

@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 
 from harness.denoisers.base import VarianceType
-from harness.seeding import to_device
+from harness.devices import to_device
 
 
 def abar_at(alphas_cumprod: torch.Tensor, t, like: torch.Tensor) -> torch.Tensor:

@@ -222,7 +222,7 @@ def metric_close(got: float, want: float, tol: Tolerance) -> bool:
 
 
 def _save_failure(folder: Path, name: str, got: np.ndarray, want: np.ndarray) -> dict[str, str]:
-    from harness.images import make_grid, save_png
+    from harness.image_io import make_grid, save_png
 
     def grid(a: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))

@@ -1,20 +1,19 @@
-"""Test images, the project's own drawings, masks, user inputs, grids and PNG I/O.
+"""The pictures sections start from: test photos standing in for the course's, MNIST test digits, the
+project's own drawings and stroke edits, and inpainting masks, all deterministic.
 
 Images are float32 tensors (3, H, W) or (N, 3, H, W) in [-1, 1]; masks are (1, H, W) with
-1 = region to regenerate and 0 = region to keep.
+1 = region to regenerate and 0 = region to keep. (User files: `harness.user_inputs`; files and grids:
+`harness.image_io`.)
 """
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
-
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from harness.atomic import atomic_write_bytes
 from harness.errors import BadImage, UnknownName
+from harness.image_io import square_crop, to_tensor
 
 # scikit-image's offline photos standing in for the course's Campanile (no download needed).
 TEST_IMAGES = {
@@ -29,20 +28,6 @@ DIGIT_STROKES = ("bar", "tail")
 MASKS = ("center_top", "ellipse", "rectangle")
 
 
-def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """HWC uint8 or [0, 1] float -> (C, H, W) float32 in [-1, 1]."""
-    arr = rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb.astype(np.float32)
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))) * 2 - 1
-
-
-def _square(pil: Image.Image, size: int) -> Image.Image:
-    """Centre-crop to a square, then resize to size x size (PIL bicubic with antialiasing)."""
-    w, h = pil.size
-    s = min(w, h)
-    left, top = (w - s) // 2, (h - s) // 2
-    return pil.crop((left, top, left + s, top + s)).resize((size, size), Image.Resampling.BICUBIC, reducing_gap=None)
-
-
 def test_image(name: str, size: int = 64) -> tuple[torch.Tensor, dict]:
     """A scikit-image photo, centre-cropped and resized to size x size, and where it came from; or
     ``"mnist:<i>"``, MNIST test digit i (1, 28, 28)."""
@@ -55,7 +40,7 @@ def test_image(name: str, size: int = 64) -> tuple[torch.Tensor, dict]:
     pil = Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
     meta = {"source": f"skimage.data.{name}", "license": TEST_IMAGES[name], "original_size": list(pil.size),
             "crop": "centre square", "size": size}
-    return _to_tensor(np.asarray(_square(pil, size))), meta
+    return to_tensor(np.asarray(square_crop(pil, size))), meta
 
 
 def mnist_digit(name: str, size: int = 28) -> tuple[torch.Tensor, dict]:
@@ -143,7 +128,7 @@ def hand_drawn(name: str, size: int = 64) -> tuple[torch.Tensor, dict]:
             img[rr, cc] = (30, 30, 30)
     else:
         raise UnknownName(f"unknown drawing {name!r}; valid: {', '.join(DRAWINGS + tuple(DIGIT_DRAWINGS))}")
-    return _to_tensor(img), {"source": f"harness.images.hand_drawn({name!r})", "size": size}
+    return to_tensor(img), {"source": f"harness.images.hand_drawn({name!r})", "size": size}
 
 
 def web_image(name: str = "landscape", size: int = 64) -> tuple[torch.Tensor, dict]:
@@ -168,7 +153,7 @@ def web_image(name: str = "landscape", size: int = 64) -> tuple[torch.Tensor, di
     img[rr, cc] = (110, 70, 30)
     rr, cc = draw.disk(P(26, 21), 9 * s, shape=img.shape[:2])
     img[rr, cc] = (30, 110, 40)
-    return _to_tensor(img), {"source": "harness.images.web_image('landscape')", "size": size}
+    return to_tensor(img), {"source": "harness.images.web_image('landscape')", "size": size}
 
 
 def _typed_digit(text: str, size: int) -> tuple[torch.Tensor, dict]:
@@ -202,7 +187,7 @@ def stroke_edit(base: str, name: str, size: int = 64) -> tuple[torch.Tensor, dic
             img[rr, cc] = (40, 90, 220)
     else:
         raise UnknownName(f"unknown stroke edit {name!r}; valid: {', '.join(STROKES + DIGIT_STROKES)}")
-    return _to_tensor(img), {**meta, "stroke": name}
+    return to_tensor(img), {**meta, "stroke": name}
 
 
 def mask(name: str, size: int = 64) -> torch.Tensor:
@@ -220,112 +205,3 @@ def mask(name: str, size: int = 64) -> torch.Tensor:
     else:
         raise UnknownName(f"unknown mask {name!r}; valid: {', '.join(MASKS)}")
     return torch.from_numpy(m)[None]
-
-
-def _open(path: str | Path, what: str) -> Image.Image:
-    try:
-        pil = Image.open(path)
-        pil.load()
-        return pil
-    except FileNotFoundError:
-        raise BadImage(f"{what} {path} does not exist: check the path") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise BadImage(f"{what} {path} is not a readable image ({type(e).__name__}): save it as PNG or JPEG") from None
-
-
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) of an image file."""
-    return _open(path, "image").size
-
-
-def load_image(path: str | Path, size: int = 64, channels: int = 3) -> torch.Tensor:
-    """A user's photo as (channels, size, size) in [-1, 1]: RGB for channels 3 (RGBA: alpha dropped; L:
-    grey replicated), grey (ITU-R 601 luma) for channels 1; non-square images are centre-cropped, then
-    resized with bicubic antialiasing."""
-    pil = _open(path, "image")
-    if pil.mode not in ("RGB", "RGBA", "L", "P"):
-        raise BadImage(f"image {path} has mode {pil.mode}; save it as 8-bit RGB (PNG or JPEG)")
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, not {channels}")
-    square = np.asarray(_square(pil.convert("RGB" if channels == 3 else "L"), size))
-    return _to_tensor(square if channels == 3 else square[..., None])
-
-
-def load_mask(path: str | Path, size: int = 64, image_size: tuple[int, int] | None = None) -> torch.Tensor:
-    """A user's inpainting mask as (1, size, size) in {0, 1}: black (0) = keep, white (255) = regenerate.
-    It must be binary and, when image_size is given, the same size as the image it goes with."""
-    pil = _open(path, "mask")
-    if image_size is not None and pil.size != tuple(image_size):
-        raise BadImage(f"mask {path} is {pil.size[0]}x{pil.size[1]} but the image is "
-                       f"{image_size[0]}x{image_size[1]}: draw the mask on the image's canvas")
-    arr = np.asarray(pil.convert("RGB") if pil.mode in ("RGB", "RGBA", "P") else pil)
-    if arr.ndim == 3:
-        if not (arr == arr[..., :1]).all():
-            raise BadImage(f"mask {path} is coloured: save it as black/white PNG with 0 = keep, 255 = regenerate")
-        arr = arr[..., 0]
-    values = np.unique(arr)
-    if not set(values.tolist()) <= {0, 255} and not set(values.tolist()) <= {0, 1}:
-        raise BadImage(f"mask {path} is not binary (found {len(values)} distinct values): save it as black/white "
-                       "PNG with 0 = keep, 255 = regenerate")
-    binary = Image.fromarray(((arr > 0) * 255).astype(np.uint8))
-    m = np.asarray(_square(binary, size).convert("L")) >= 128  # nearest-ish: threshold after resizing
-    return torch.from_numpy(m.astype(np.float32))[None]
-
-
-def check_image(x: torch.Tensor, name: str = "image", size: int | None = None) -> None:
-    """Raise BadImage unless x is a float (3, H, W) / (N, 3, H, W) tensor in [-1, 1] (of size x size)."""
-    if not torch.is_floating_point(x) or x.dim() not in (3, 4) or x.shape[-3] != 3:
-        raise BadImage(f"{name} must be a float tensor (3, H, W) or (N, 3, H, W), got {x.dtype} {tuple(x.shape)}")
-    lo, hi = float(x.min()), float(x.max())
-    if lo < -1 - 1e-6 or hi > 1 + 1e-6:
-        raise BadImage(f"{name} has values in [{lo:.3g}, {hi:.3g}]; expected [-1, 1]: map uint8 with x / 127.5 - 1")
-    if size is not None and tuple(x.shape[-2:]) != (size, size):
-        raise BadImage(f"{name} is {x.shape[-1]}x{x.shape[-2]}, expected {size}x{size}: resize it")
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(C, H, W) in [-1, 1] -> HWC uint8, round((x + 1) * 127.5) after clamping."""
-    arr = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
-    return arr.transpose(1, 2, 0)
-
-
-def save_png(path: str | Path, x: torch.Tensor) -> None:
-    """Write (C, H, W) in [-1, 1] (C = 1 or 3) as an 8-bit PNG, atomically."""
-    buf = io.BytesIO()
-    Image.fromarray(_squeeze_grey(to_uint8(x))).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def read_png(path: str | Path) -> torch.Tensor:
-    """An 8-bit PNG as (3, H, W) in [-1, 1]."""
-    return _to_tensor(np.asarray(_open(path, "image").convert("RGB")))
-
-
-def make_grid(images: torch.Tensor, nrow: int = 8, pad: int = 2, pad_value: float = 1.0) -> torch.Tensor:
-    """Tile (N, C, H, W) into one (C, H', W') image, nrow images per row, pad pixels between
-    (torchvision's make_grid layout)."""
-    n, c, h, w = images.shape
-    ncol = min(nrow, n)
-    nrows = -(-n // ncol)
-    grid = torch.full((c, nrows * (h + pad) + pad, ncol * (w + pad) + pad), pad_value, dtype=images.dtype)
-    for i in range(n):
-        r, k = divmod(i, ncol)
-        grid[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + k * (w + pad): pad + k * (w + pad) + w] = images[i]
-    return grid
-
-
-def upscale_nearest(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """Nearest-neighbour upscaling for viewing small images."""
-    return x.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
-
-
-def save_gif(path: str | Path, frames: torch.Tensor, nrow: int = 10, scale: int = 3, ms: int = 80) -> None:
-    """Frames (F, N, C, H, W) in [-1, 1] as an animated GIF, each frame a grid (nearest-upscaled), atomically."""
-    pics = [Image.fromarray(_squeeze_grey(to_uint8(upscale_nearest(make_grid(f, nrow=nrow), scale)))) for f in frames]
-    buf = io.BytesIO()
-    pics[0].save(buf, format="GIF", save_all=True, append_images=pics[1:], duration=ms, loop=0)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _squeeze_grey(arr: np.ndarray) -> np.ndarray:
-    return arr[..., 0] if arr.shape[-1] == 1 else arr

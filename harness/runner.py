@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import torch
 
 from harness.atomic import atomic_write_text
+from harness.devices import check_device
 from harness.errors import GoldenError
 from harness.outputs import Outputs
 from harness.seeding import DEFAULT_SEED
@@ -27,65 +28,6 @@ def cases(backends: Sequence[str] | None = None) -> list[tuple[str, str]]:
     return [(s.id, b) for s in SECTIONS.values() for b in s.backends if b in backends]
 
 
-def fix_threads() -> int:
-    """Set torch's CPU thread count to `thread_count()`: CPU goldens and bitwise checks assume one count per
-    process (1 vs 2 threads differ by ~1e-6 per UNet call, inside the CPU golden tolerance). With
-    HARNESS_DETERMINISTIC=1, also `deterministic_cuda`."""
-    n = thread_count()
-    torch.set_num_threads(n)
-    if os.environ.get("HARNESS_DETERMINISTIC") == "1":
-        deterministic_cuda()
-    return n
-
-
-def thread_count(env: Mapping[str, str] = os.environ, cores: int | None = None) -> int:
-    """HARNESS_NUM_THREADS if set; else, in a pytest-xdist worker or a torchrun rank, this machine's cores
-    shared out among the machine's workers or ranks (at least 1 each), so that N processes' OpenMP threads
-    never spin against each other (2 workers of 2 threads each on 2 cores ran over 6x slower than
-    serial); else 2, the goldens' count."""
-    if "HARNESS_NUM_THREADS" in env:
-        return int(env["HARNESS_NUM_THREADS"])
-    for processes in ("PYTEST_XDIST_WORKER_COUNT", "LOCAL_WORLD_SIZE"):
-        if processes in env:
-            cores = cores or len(os.sched_getaffinity(0))
-            return max(1, cores // int(env[processes]))
-    return 2
-
-
-def worker_device(device: str, worker: str | None, gpus: int) -> str:
-    """The device of a pytest-xdist worker: with ``--device cuda`` and several GPUs, worker gwK takes GPU
-    K mod gpus; an explicit index (cuda:1), one GPU, the CPU or no worker leave ``device`` as it is."""
-    if device != "cuda" or worker is None or gpus < 2:
-        return device
-    return f"cuda:{int(worker.removeprefix('gw')) % gpus}"
-
-
-def check_device(device: str | torch.device) -> torch.device:
-    """The torch device that ``--device`` names, or a one-line HarnessError saying what is missing."""
-    from harness.errors import HarnessError
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise HarnessError(f"--device {device!r} is not a torch device ({e}): pass cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        why = ("this torch is a CPU build" if torch.version.cuda is None
-               else "no CUDA GPU is visible (driver, CUDA_VISIBLE_DEVICES)")
-        raise HarnessError(f"--device {device}: {why} (torch {torch.__version__}); on a GPU machine "
-                           f"`pip install torch==2.13.0` takes the CUDA build, or pass --device cpu")
-    return dev
-
-
-def deterministic_cuda() -> None:
-    """CUDA kernels that give the same bits in every process: cuDNN's deterministic algorithms, no TF32,
-    torch.use_deterministic_algorithms (warning where an op has none), and the cuBLAS workspace setting
-    it needs (read when CUDA starts, so call this first). The CUDA goldens were recorded without it."""
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    torch.use_deterministic_algorithms(True, warn_only=True)
-
-
 def run_case(section_id: str, backend: str | None = None, seed: int = DEFAULT_SEED, device: str = "cpu",
              image: str | None = None, mask: str | None = None, prompt: str | None = None,
              progress: bool = False, params: dict | None = None) -> Outputs:
@@ -95,7 +37,7 @@ def run_case(section_id: str, backend: str | None = None, seed: int = DEFAULT_SE
     loaded in the backend's own image shape (grey 28x28 for mnist, RGB 64x64 for IF) with one-line
     BadImage errors, and the shape they were loaded in is recorded with their source.
     """
-    from harness.images import image_size, load_image, load_mask
+    from harness.user_inputs import image_size, load_image, load_mask
     from harness.sections import RunContext, get_section, run_section
     from harness.errors import UnknownName
 
@@ -128,7 +70,7 @@ def save_outputs(out: Outputs, folder: str | Path, device: str = "cpu") -> Path:
     """Write every image as PNG (batches as one grid), animations as GIF, and metrics.json (with the
     run's device, threads, versions and date under "run"); drop a golden.json left by an earlier run
     (record_verdict writes this run's)."""
-    from harness.images import make_grid, save_gif, save_png
+    from harness.image_io import make_grid, save_gif, save_png
 
     folder = Path(folder)
     (folder / "golden.json").unlink(missing_ok=True)

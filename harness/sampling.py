@@ -32,7 +32,8 @@ def iterative_denoise(
     """Denoise x = x_{timesteps[i_start]} down to timesteps[-1] with the strided DDPM step:
 
     for i in i_start .. len(timesteps) - 2:  t, t' = timesteps[i], timesteps[i + 1];
-        eps, v = guide(x_t, t);  x_t' = step_mean(x_t, x0) + sigma_{t->t'} z,  z ~ N(0, I) per image.
+        eps, v = guide(x_t, t);  x_t' = step_mean(x_t, x0) + sigma_{t->t'} z,  z ~ N(0, I) per image,
+    and z = 0 on a step to t' = -1 (abar = 1: x_0 itself, Part B's last step; Part A's lists end at 0).
 
     keep: timesteps t whose x_t to return (the writeup's intermediates at 690, 540, 390, 240, 90).
     after_step(x_t', i, t'): a hook run after each step (inpainting re-imposes the known region there).
@@ -52,7 +53,7 @@ def iterative_denoise(
         if t in keep:
             kept[t] = x.clone()
         est = guide(denoiser, x, t)
-        noise = randn(tuple(x.shape[1:]), generators, x.device)
+        noise = randn(tuple(x.shape[1:]), generators, x.device) if t_prev >= 0 else torch.zeros_like(x)
         x, _ = strided_step(x, est.eps.float(), coefs[i], noise, denoiser.variance_type,
                             None if est.v is None else est.v.float(), denoiser.x0_clip)
         if after_step is not None:

@@ -5,7 +5,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.report.browser import _Chromium
+from tests.browser import _Chromium
 
 FAKE = """#!/bin/bash
 for a in "$@"; do case $a in --user-data-dir=*) profile=${a#*=};; esac; done

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from harness.cli import main
-from harness.runner import fix_threads
+from harness.devices import fix_threads
 
 
 def test_list_shows_every_section_with_backends(capsys):
@@ -46,7 +46,8 @@ def test_run_writes_pngs_and_metrics(tmp_path, capsys):
 
 
 def test_user_image_and_bad_user_image(tmp_path, capsys):
-    from harness.images import save_png, test_image
+    from harness.image_io import save_png
+    from harness.images import test_image
 
     good = tmp_path / "mine.png"
     save_png(good, test_image("coffee")[0])
@@ -75,7 +76,8 @@ def test_inpainting_with_a_user_image_and_mask(tmp_path, capsys):
     import numpy as np
     from PIL import Image
 
-    from harness.images import save_png, test_image
+    from harness.image_io import save_png
+    from harness.images import test_image
 
     save_png(tmp_path / "me.png", test_image("coffee")[0])
     m = np.zeros((64, 64), np.uint8)
@@ -150,7 +152,7 @@ def test_run_uses_the_thread_count_the_goldens_use(tmp_path, monkeypatch):
 
 
 def test_threads_are_shared_out_among_xdist_workers():
-    from harness.runner import thread_count
+    from harness.devices import thread_count
 
     assert thread_count({}, cores=2) == 2  # serial: the goldens' count
     assert thread_count({"PYTEST_XDIST_WORKER_COUNT": "2"}, cores=2) == 1
@@ -161,7 +163,7 @@ def test_threads_are_shared_out_among_xdist_workers():
 
 
 def test_xdist_workers_take_gpus_in_turn():
-    from harness.runner import worker_device
+    from harness.devices import worker_device
 
     assert [worker_device("cuda", f"gw{k}", 3) for k in range(5)] == ["cuda:0", "cuda:1", "cuda:2", "cuda:0", "cuda:1"]
     assert worker_device("cuda", "gw3", 1) == "cuda"  # one GPU: all workers share it

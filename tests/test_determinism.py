@@ -14,7 +14,8 @@ from harness.runner import run_case
 
 RUN = """
 import sys, numpy as np
-from harness.runner import fix_threads, run_case
+from harness.runner import run_case
+from harness.devices import fix_threads
 fix_threads()  # the same count as this process (which pytest's conftest set), also under pytest-xdist
 out = run_case(sys.argv[1], "tiny-if", seed=int(sys.argv[2]))
 np.savez(sys.argv[3], **{k: v.numpy() for k, v in out.images.items()})

@@ -14,7 +14,7 @@ from harness.cli import _cases, main
 from harness.errors import HarnessError
 from harness.outputs import Outputs
 from harness.report import build_report
-from harness.report.browser import BrowserUnavailable, check_page, ensure_chromium
+from tests.browser import BrowserUnavailable, check_page, ensure_chromium
 from harness.runner import record_verdict, save_outputs
 from harness.sections import SECTIONS
 

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from harness.backends import DenoiserBackend
-from harness.denoisers.base import NoiseEstimate
 from harness.errors import UnknownName
+from harness.partb.sampling import UNetDenoiser
 from harness.schedules import linear_alphas_cumprod
 
 # The writeups' prompts, each given a digit; pairs used together (anagrams, hybrids) get different digits.
@@ -57,20 +57,13 @@ def digit_of(prompt: str | None) -> int | None:
     return int(text)
 
 
-class MnistDenoiser:
-    """eps(x_t, t/T, c) of the class-conditioned UNet behind the `Denoiser` interface."""
+class MnistDenoiser(UNetDenoiser):
+    """The class-conditioned UNet behind the `Denoiser` interface, with prompts read as digits."""
 
     name = "mnist"
-    variance_type = "fixed_small"
-    x0_clip = None
-    image_shape = (1, 28, 28)
-    data_range = (0.0, 1.0)
-    dtype = torch.float32
 
-    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu"):
-        self.model, self.device = model.eval(), torch.device(device)
-        self.alphas_cumprod = linear_alphas_cumprod(300)
-        self.T = len(self.alphas_cumprod)
+    def __init__(self, model: torch.nn.Module):
+        super().__init__(model, linear_alphas_cumprod(300), class_conditioned=True)
 
     def condition(self, prompts: Sequence[str | None]) -> torch.Tensor:
         """One-hot rows (B, 10); the null prompt is a zero row."""
@@ -80,10 +73,6 @@ class MnistDenoiser:
             if digit is not None:
                 rows[i] = F.one_hot(torch.tensor(digit), 10).float()
         return rows
-
-    def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> NoiseEstimate:
-        t_in = t.to(self.device, torch.float32) / self.T
-        return NoiseEstimate(self.model(x_t.to(self.device), t_in, cond.to(self.device)).float())
 
 
 class DigitJudge:
@@ -133,4 +122,4 @@ class MnistBackend(DenoiserBackend):
 
     @cached_property
     def denoiser(self) -> MnistDenoiser:
-        return MnistDenoiser(self.model(*CHECKPOINT), self.device)
+        return MnistDenoiser(self.model(*CHECKPOINT))

@@ -19,7 +19,8 @@ from pathlib import Path
 from harness import golden
 from harness.atomic import atomic_write_text
 from harness.errors import BackendUnavailable
-from harness.runner import cases, fix_threads, run_case
+from harness.runner import cases, run_case
+from harness.devices import fix_threads
 
 
 def image_hashes(images) -> dict[str, str]:

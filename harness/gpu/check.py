@@ -59,7 +59,7 @@ class Check:
             f.write(f"$ python {' '.join(args)}\n")
             f.flush()
             # a child is no pytest-xdist worker (pytest-benchmark saves nothing in one), but keeps the
-            # worker count: its share of the cores (`runner.thread_count`)
+            # worker count: its share of the cores (`devices.thread_count`)
             inherited = {k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"}
             proc = subprocess.Popen([sys.executable, *args], stdout=f, stderr=subprocess.STDOUT,
                                     env={**inherited, **(env or {})}, cwd=ROOT)
@@ -144,7 +144,7 @@ def step_determinism(c: Check) -> None:
 
 
 def step_determinism_strict(c: Check) -> None:
-    """mnist's cases in two more processes with HARNESS_DETERMINISTIC=1 (`runner.deterministic_cuda`):
+    """mnist's cases in two more processes with HARNESS_DETERMINISTIC=1 (`devices.deterministic_cuda`):
     bitwise equal then? The first is also judged against the repository's CUDA goldens (recorded without
     it), which says how far those settings move the outputs."""
     from harness.golden import GOLDEN_ROOT

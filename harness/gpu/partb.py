@@ -24,7 +24,7 @@ from harness.atomic import atomic_write_text
 from harness.partb import checkpoints
 from harness.partb.evaluate import measure
 from harness.partb.train import KINDS, Speed, train
-from harness.runner import fix_threads
+from harness.devices import fix_threads
 
 TINY = dict(num_hiddens=8, subset=128, test_subset=32, epochs=2, save_epochs=(1, 2))
 

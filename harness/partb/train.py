@@ -33,7 +33,8 @@ from harness.partb.mnist import load_mnist, to_float
 from harness.partb.plot import line_plot
 from harness.partb.unet import ClassConditionalUNet, TimeConditionalUNet, UnconditionalUNet
 from harness.schedules import linear_alphas_cumprod
-from harness.seeding import init_weights_, to_device
+from harness.devices import to_device
+from harness.partb.weights import init_weights_
 
 KINDS = ("denoiser", "time", "class")
 

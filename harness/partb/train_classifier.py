@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from harness.atomic import atomic_path
 from harness.partb.fid import WEIGHTS, MnistClassifier, classify, fid_lite
 from harness.partb.mnist import load_mnist, to_float
-from harness.seeding import init_weights_
+from harness.partb.weights import init_weights_
 
 FLOOR_COUNT = 200  # the sample count the sections use: FID is biased by the count
 

@@ -12,7 +12,7 @@ from PIL import Image, ImageChops
 
 from harness.report.cases import Case
 
-PAD = 2  # harness.images.make_grid's padding between tiles
+PAD = 2  # harness.image_io.make_grid's padding between tiles
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,79 @@
+"""Where and how torch runs: the device a ``--device`` names (with a one-line error when it cannot run),
+copies to it that never block, the CPU thread count (one decision for the CLI, the goldens and the tests;
+shared out among pytest-xdist workers and torchrun ranks), the GPU of an xdist worker, and the settings
+for deterministic CUDA kernels."""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import torch
+
+from harness.errors import HarnessError
+
+
+def to_device(x: torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    """x on ``device``; a CPU draw bound for a GPU goes through pinned memory without blocking, so a
+    sampling or training loop never waits for the GPU (a plain ``.to("cuda")`` synchronises)."""
+    device = torch.device(device)
+    if device.type == "cuda" and x.device.type == "cpu":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
+
+
+def fix_threads() -> int:
+    """Set torch's CPU thread count to `thread_count()`: CPU goldens and bitwise checks assume one count per
+    process (1 vs 2 threads differ by ~1e-6 per UNet call, inside the CPU golden tolerance). With
+    HARNESS_DETERMINISTIC=1, also `deterministic_cuda`."""
+    n = thread_count()
+    torch.set_num_threads(n)
+    if os.environ.get("HARNESS_DETERMINISTIC") == "1":
+        deterministic_cuda()
+    return n
+
+
+def thread_count(env: Mapping[str, str] = os.environ, cores: int | None = None) -> int:
+    """HARNESS_NUM_THREADS if set; else, in a pytest-xdist worker or a torchrun rank, this machine's cores
+    shared out among the machine's workers or ranks (at least 1 each), so that N processes' OpenMP threads
+    never spin against each other (2 workers of 2 threads each on 2 cores ran over 6x slower than
+    serial); else 2, the goldens' count."""
+    if "HARNESS_NUM_THREADS" in env:
+        return int(env["HARNESS_NUM_THREADS"])
+    for processes in ("PYTEST_XDIST_WORKER_COUNT", "LOCAL_WORLD_SIZE"):
+        if processes in env:
+            cores = cores or len(os.sched_getaffinity(0))
+            return max(1, cores // int(env[processes]))
+    return 2
+
+
+def worker_device(device: str, worker: str | None, gpus: int) -> str:
+    """The device of a pytest-xdist worker: with ``--device cuda`` and several GPUs, worker gwK takes GPU
+    K mod gpus; an explicit index (cuda:1), one GPU, the CPU or no worker leave ``device`` as it is."""
+    if device != "cuda" or worker is None or gpus < 2:
+        return device
+    return f"cuda:{int(worker.removeprefix('gw')) % gpus}"
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """The torch device that ``--device`` names, or a one-line HarnessError saying what is missing."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise HarnessError(f"--device {device!r} is not a torch device ({e}): pass cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        why = ("this torch is a CPU build" if torch.version.cuda is None
+               else "no CUDA GPU is visible (driver, CUDA_VISIBLE_DEVICES)")
+        raise HarnessError(f"--device {device}: {why} (torch {torch.__version__}); on a GPU machine "
+                           f"`pip install torch==2.13.0` takes the CUDA build, or pass --device cpu")
+    return dev
+
+
+def deterministic_cuda() -> None:
+    """CUDA kernels that give the same bits in every process: cuDNN's deterministic algorithms, no TF32,
+    torch.use_deterministic_algorithms (warning where an op has none), and the cuBLAS workspace setting
+    it needs (read when CUDA starts, so call this first). The CUDA goldens were recorded without it."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
