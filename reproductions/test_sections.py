@@ -17,6 +17,8 @@ import pytest
 from harness import golden
 from harness.backends import has_goldens
 from harness.errors import BackendUnavailable
+from harness.report.cases import load_case
+from harness.report.layouts import unplaced_images
 from harness.runner import record_verdict, run_case, save_outputs
 from harness.sections import get_section
 
@@ -34,7 +36,10 @@ def test_reproduces(case, device, request):
         if request.config.getoption("--update-golden"):
             golden.write(out, backend, device)
         verdict = record_verdict(out, folder, device)
-    failed = [r.text for r in get_section(section_id).relations if r.applies_to(backend) and not r.holds(out.metrics)]
+    section = get_section(section_id)
+    failed = [r.text for r in section.relations if r.applies_to(backend) and not r.holds(out.metrics)]
     assert not failed, f"{section_id} on {backend}: relations do not hold: {failed}; metrics {out.metrics}"
+    unplaced = unplaced_images(load_case(section, backend, folder))
+    assert not unplaced, f"{section_id}: its report layout does not place {unplaced}; name them in its layout"
     if verdict is not None:
         verdict.raise_if_failed()

@@ -207,3 +207,18 @@ def test_chromium_check_catches_a_missing_image(report, chromium, tmp_path):
     page = check_page((copy / "index.html").as_uri(), chromium=chromium)
     assert page.broken_images == ["img/A1-1--tiny-if/clean.png"]
     assert any("ERR_FILE_NOT_FOUND" in e or "clean.png" in e for e in page.console_errors)
+
+
+def test_an_image_its_layout_does_not_name_is_caught(tmp_path):
+    """What the reproductions assert for every case: an image renamed in a run function but not in its
+    layout would fall silently into "other outputs"; `unplaced_images` names it."""
+    from harness.report.cases import load_case
+    from harness.report.layouts import unplaced_images
+    from harness.runner import run_case
+    from harness.sections import get_section
+
+    folder = save_outputs(run_case("A1.1", "mnist"), tmp_path / "A1.1" / "mnist")
+    case = lambda: load_case(get_section("A1.1"), "mnist", folder)  # noqa: E731
+    assert unplaced_images(case()) == []
+    (folder / "noisy_t250.png").rename(folder / "noisy_250.png")
+    assert unplaced_images(case()) == ["noisy_250.png"]

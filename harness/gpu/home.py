@@ -2,7 +2,7 @@
 
 - ``golden/cuda/{tiny-if,mnist}/...``: the CUDA goldens process A wrote (compared from process B on the GPU);
 - ``benchmarks/results/<GPU>/``: pytest-benchmark JSON, env, summary, determinism, CPU-vs-CUDA agreement,
-  Part B recipe results and per-case wall times, and ``SUMMARY.md`` (the tables the README cites);
+  Part B recipe results and per-case wall times, and ``SUMMARY.md`` (the tables docs/gpu-runners.md cites);
 - ``out/gpu/<GPU>/checkpoints/``: the exported fp16 Part B checkpoints (with --ship-checkpoints also copied
   into ``harness/data/partb/``, the `mnist` backend's shipped set).
 """

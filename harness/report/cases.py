@@ -44,14 +44,15 @@ def find_cases(root: str | Path, backends: list[str] | None = None) -> list[Case
         order = {b: i for i, b in enumerate(section.backends)}
         for backend in sorted(found, key=lambda b: (order.get(b, len(order)), b)):
             if backends is None or backend in backends:
-                cases.append(_load(section, backend, folder / backend))
+                cases.append(load_case(section, backend, folder / backend))
     if not cases:
         only = f" for backend(s) {', '.join(backends)}" if backends else ""
         raise HarnessError(f"no outputs under {root}/{only}: run `python -m harness run all --out {root}` first")
     return cases
 
 
-def _load(section: Section, backend: str, folder: Path) -> Case:
+def load_case(section: Section, backend: str, folder: Path) -> Case:
+    """The case saved in ``folder``; HarnessError naming the fix when its files are unreadable."""
     try:
         record = json.loads((folder / "metrics.json").read_text())
         verdict = json.loads((folder / "golden.json").read_text()) if (folder / "golden.json").exists() else None

@@ -6,13 +6,14 @@ interface alone; what differs per backend comes from its declared properties: `d
 `course_t`), and its `judge` (a classifier that reads results, or None); and from the parameters each
 section sets per backend below (`by_backend`: digits and MNIST test digits for `mnist`). Test images stand in for the
 course's Campanile photo (see harness.images). Shown and measured images are in [-1, 1], clamped as
-the course does for display; timesteps in image names are on the course's 1000-step scale.
+the course does for display; timesteps in image names are on the course's 1000-step scale. Each
+``run_*`` is followed by its ``show_*``, the report layout of the images it writes.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
@@ -29,9 +30,12 @@ from harness.schedules import course_t, strided_timesteps
 from harness.sections.registry import Relation, RunContext, Section, register
 from harness.seeding import randn
 
+if TYPE_CHECKING:
+    from harness.report.layouts import Rows
+
 PHOTO = "a high quality photo"
 NOISE_LEVELS = (250, 500, 750)
-ANAGRAM_FLOOR = 0.5  # mnist: share of anagrams read as a upright and b viewed, over pairs and seeds (README)
+ANAGRAM_FLOOR = 0.5  # mnist: share of anagrams read as a upright and b viewed, over pairs and seeds (docs/mnist-backend.md)
 HYBRID_LOW_FLOOR = 0.75  # mnist: share of hybrids whose low-pass reads as the far digit, over pairs and seeds
 
 
@@ -112,6 +116,15 @@ def run_a0(ctx: RunContext) -> Outputs:
     return out
 
 
+def show_a0(r: Rows) -> None:
+    prompts = r.case.meta.get("prompts", [])
+    for steps in r.p.get("num_inference_steps", []):
+        for stage in (1, 2):
+            name = f"stage{stage}_steps{steps}"
+            r.row(f"{steps} steps, stage {stage}",
+                  [r.tile(name, j, prompts[j] if j < len(prompts) else "") for j in range(r.count(name))])
+
+
 def run_forward(ctx: RunContext) -> Outputs:
     """1.1: x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps at the writeups' t."""
     den, out = ctx.backend().denoiser, Outputs()
@@ -122,6 +135,10 @@ def run_forward(ctx: RunContext) -> Outputs:
         out.add_image(f"noisy_t{t}", x_t)
         out.metrics[f"noisy_t{t}_psnr"] = psnr(x_t.clamp(-1, 1), clean)
     return out
+
+
+def show_forward(r: Rows) -> None:
+    r.row("", [r.pic("clean", "original")] + [r.pic(f"noisy_t{t}", f"t = {t}") for t in r.p.get("t", [])])
 
 
 def run_blur(ctx: RunContext) -> Outputs:
@@ -135,6 +152,11 @@ def run_blur(ctx: RunContext) -> Outputs:
             out.add_image(f"blur_t{t}_k{k}_s{sigma:g}", blurred)
             _measure(out, f"blur_t{t}_k{k}_s{sigma:g}", blurred, clean)
     return out
+
+
+def show_blur(r: Rows) -> None:
+    for t in r.p.get("t", []):
+        r.row(f"t = {t}", [r.pic(f"blur_t{t}_k{k}_s{s:g}", f"kernel {k}, sigma {s:g}") for k, s in r.p.get("blur", [])])
 
 
 def run_one_step(ctx: RunContext) -> Outputs:
@@ -153,6 +175,11 @@ def run_one_step(ctx: RunContext) -> Outputs:
         _measure(out, f"one_step_t{t}", x0, clean)
         _measure(out, f"blur_t{t}", blurred, clean)
     return out
+
+
+def show_one_step(r: Rows) -> None:
+    for t in r.p.get("t", []):
+        r.row(f"t = {t}", [r.pic(f"one_step_t{t}", "one-step denoised"), r.pic(f"blur_t{t}", "Gaussian blur")])
 
 
 def run_iterative(ctx: RunContext) -> Outputs:
@@ -176,6 +203,12 @@ def run_iterative(ctx: RunContext) -> Outputs:
         _measure(out, name, x, clean)
     out.meta["t_start"] = t
     return out
+
+
+def show_iterative(r: Rows) -> None:
+    r.row("denoising trajectory", [r.pic(f"x_t{t}", f"t = {t}", target=128) for t in r.p.get("keep", [])])
+    r.row("blur vs one-step vs iterative", [r.pic("blur", "Gaussian blur"), r.pic("one_step", "one-step denoised"),
+                                            r.pic("iterative", "iteratively denoised")])
 
 
 def _samples(ctx: RunContext, stream: str, stride: int, guide, n: int) -> torch.Tensor:
@@ -214,6 +247,16 @@ def run_sampling(ctx: RunContext) -> Outputs:
     return out
 
 
+def _show_samples(r: Rows, key: str, values: list, label: Callable) -> None:
+    for v in values:
+        r.row(label(v), [r.pic(f"samples_{key}{v:g}", "stage 1")])
+        r.row(f"{label(v)}, super resolution", [r.pic(f"upsampled_{key}{v:g}", "stage 2", target=256)])
+
+
+def show_sampling(r: Rows) -> None:
+    _show_samples(r, "stride", r.p.get("strides", []), lambda v: f"stride {v}")
+
+
 def run_cfg(ctx: RunContext) -> Outputs:
     """1.6: sampling with classifier-free guidance, eps = eps_u + gamma (eps_c - eps_u), per cfg_scale."""
     backend, p, out = ctx.backend(), ctx.params, Outputs()
@@ -225,6 +268,10 @@ def run_cfg(ctx: RunContext) -> Outputs:
         _judge_samples(ctx, out, f"samples_cfg{scale:g}", x, prompts)
         _upsample(ctx, out, f"cfg{scale:g}", x, prompts)
     return out
+
+
+def show_cfg(r: Rows) -> None:
+    _show_samples(r, "cfg", r.p.get("cfg_scales", []), lambda v: f"cfg_scale {v:g}")
 
 
 def _upsample(ctx: RunContext, out: Outputs, name: str, x: torch.Tensor, prompts: Sequence[str]) -> None:
@@ -266,6 +313,24 @@ def run_sdedit(ctx: RunContext) -> Outputs:
     return out
 
 
+def _show_sdedit_rows(r: Rows, tag: str, originals: str, labels: list[str], strides: list[int]) -> None:
+    """One row per (picture, stride): i_start from noisiest to cleanest, then the original."""
+    for stride in strides:
+        for j, label in enumerate(labels):
+            r.row(f"{label}, stride {stride}",
+                  [r.tile(f"{tag}_stride{stride}_i{i}", j, f"i_start = {i}", 96) for i in r.p.get("i_start", [])]
+                  + [r.tile(originals, j, "original", 96)])
+
+
+def _show_labels(r: Rows, name: str, names: list) -> list[str]:
+    n = r.count(name)
+    return [str(names[j]) if j < len(names) else f"image {j + 1}" for j in range(n)]
+
+
+def show_sdedit(r: Rows) -> None:
+    _show_sdedit_rows(r, "sdedit", "clean", _show_labels(r, "clean", r.p.get("images", [])), r.p.get("strides", []))
+
+
 def run_sdedit_drawn(ctx: RunContext) -> Outputs:
     """1.7.1: SDEdit of non-photographs (a web-style picture, hand drawings, a stroke edit) onto photos."""
     p, out, size = ctx.params, Outputs(), _size(ctx)
@@ -277,6 +342,11 @@ def run_sdedit_drawn(ctx: RunContext) -> Outputs:
     out.add_image("originals", clean)
     _sdedit_grid(ctx, out, "edit", clean, PHOTO, p["strides"])
     return out
+
+
+def show_sdedit_drawn(r: Rows) -> None:
+    names = list(r.case.meta.get("images", {}))
+    _show_sdedit_rows(r, "edit", "originals", _show_labels(r, "originals", names), r.p.get("strides", []))
 
 
 def run_inpaint(ctx: RunContext) -> Outputs:
@@ -302,6 +372,19 @@ def run_inpaint(ctx: RunContext) -> Outputs:
     return out
 
 
+def show_inpaint(r: Rows) -> None:
+    """Original, mask, the hole to fill and the result, one row per picture."""
+    from harness.report.assets import hole
+
+    masks = r.case.meta.get("masks", [])
+    clean, mask = r.assets.tiles(r.case, "clean"), r.assets.tiles(r.case, "mask")
+    for j, label in enumerate(_show_labels(r, "clean", r.p.get("images", []))):
+        filled = (r.derived(f"hole__{j}.png", hole(clean[j], mask[j]), "hole to fill", 128)
+                  if j < len(mask) else None)
+        r.row(f"{label}, mask {masks[j]}" if j < len(masks) else label,
+              [r.tile("clean", j, "original"), r.tile("mask", j, "mask"), filled, r.tile("inpainted", j, "inpainted")])
+
+
 def run_img2img(ctx: RunContext) -> Outputs:
     """1.7.3: text-conditional image-to-image, SDEdit guided by another prompt."""
     p, out = ctx.params, Outputs()
@@ -312,6 +395,12 @@ def run_img2img(ctx: RunContext) -> Outputs:
     for j, prompt in enumerate(prompts):
         _sdedit_grid(ctx, out, f"prompt{j}", clean, prompt, [p["stride"]])
     return out
+
+
+def show_img2img(r: Rows) -> None:
+    for j, prompt in enumerate(r.case.meta.get("prompts", [])):
+        r.row(f'"{prompt}"', [r.tile(f"prompt{j}_stride{r.p.get('stride')}_i{i}", 0, f"i_start = {i}", 96)
+                              for i in r.p.get("i_start", [])] + [r.tile("clean", 0, "original", 96)])
 
 
 def run_anagrams(ctx: RunContext) -> Outputs:
@@ -339,6 +428,12 @@ def run_anagrams(ctx: RunContext) -> Outputs:
     if judge is not None:
         _mean_over_pairs(out, "anagram", "_success_rate")
     return out
+
+
+def show_anagrams(r: Rows) -> None:
+    for j, (a, b, view) in enumerate(r.case.meta.get("anagrams", [])):
+        r.row(f"anagram {j + 1} ({view})", [r.pic(f"anagram{j}_{view}", f"upright: {a}"),
+                                            r.pic(f"anagram{j}_{view}_viewed", f"{view}: {b}")])
 
 
 def run_hybrids(ctx: RunContext) -> Outputs:
@@ -372,6 +467,23 @@ def run_hybrids(ctx: RunContext) -> Outputs:
         _mean_over_pairs(out, "hybrid", "_low_is_far_rate")
         _mean_over_pairs(out, "hybrid", "_whole_is_near_rate")
     return out
+
+
+def show_hybrids(r: Rows) -> None:
+    """Each hybrid at full size (the near prompt) and shrunk 4x (the far prompt), separate and shared uncond;
+    where a judge measured it, the far-only sample from the same seeds beside them."""
+    from harness.report.assets import shrink
+
+    for j, (far, near) in enumerate(r.case.meta.get("hybrids", [])):
+        pictures = []
+        for variant, note in (("separate", ""), ("shared", " (shared uncond)")):
+            name = f"hybrid{j}_{variant}"
+            pictures.append(r.pic(name, f"near: {near}{note}"))
+            if r.case.has(f"{name}.png"):
+                far_view = shrink(r.assets.tiles(r.case, name)[0])
+                pictures.append(r.derived(f"{name}__far.png", far_view, f"far: {far}", target=1))
+        pictures.append(r.pic(f"hybrid{j}_far_only", f"a CFG sample of the far prompt alone: {far}"))  # judged backends
+        r.row(f"hybrid {j + 1}", pictures)
 
 
 def _mean_over_pairs(out: Outputs, prefix: str, suffix: str) -> None:
@@ -413,33 +525,33 @@ _I_START_MNIST = [5, 10, 15, 20, 25, 30]
 SECTIONS_A = [
     Section("A0", "Setup: text-to-image, stage 1 and stage-2 upsampling", "A",
             {"prompts": ["an oil painting of a snowy mountain village", "a man wearing a hat", "a rocket ship"],
-             "num_inference_steps": [20, 40, 100], "cfg_scale": 7.0}, run_a0, inputs=("prompt",)),
+             "num_inference_steps": [20, 40, 100], "cfg_scale": 7.0}, run_a0, inputs=("prompt",), layout=show_a0),
     Section("A1.1", "Implementing the forward process", "A", {**_IMG, **_T}, run_forward,
             inputs=("image",), relations=(Relation("noise lowers PSNR as t grows",
                                                    lambda m: m["noisy_t250_psnr"] > m["noisy_t500_psnr"] > m["noisy_t750_psnr"]),),
-            by_backend={"mnist": {"image": "mnist:0"}}),
+            by_backend={"mnist": {"image": "mnist:0"}}, layout=show_forward),
     Section("A1.2", "Classical denoising (Gaussian blur)", "A",
             {**_IMG, **_T, "blur": [[9, 2.0], [11, 5.0], [13, 5.0]]}, run_blur, inputs=("image",),
-            by_backend={"mnist": {"image": "mnist:0", "blur": [[3, 0.5], [5, 1.0], [7, 2.0]]}}),
+            by_backend={"mnist": {"image": "mnist:0", "blur": [[3, 0.5], [5, 1.0], [7, 2.0]]}}, layout=show_blur),
     Section("A1.3", "One-step denoising", "A", {**_IMG, **_T, "prompt": PHOTO, "blur": [9, 2.0]},
             run_one_step, inputs=("image",),
             relations=tuple(_gt(f"one_step_t{t}_psnr", f"blur_t{t}_psnr") for t in NOISE_LEVELS),
-            by_backend={"mnist": {"image": "mnist:0", "prompt": "7", "blur": [5, 1.0]}}),
+            by_backend={"mnist": {"image": "mnist:0", "prompt": "7", "blur": [5, 1.0]}}, layout=show_one_step),
     Section("A1.4", "Iterative denoising", "A",
             {**_IMG, "prompt": PHOTO, "stride": 30, "i_start": 10, "keep": [690, 540, 390, 240, 90], "blur": [9, 2.0]},
             run_iterative, inputs=("image",),
             relations=(_gt("iterative_ssim", "blur_ssim"), _gt("one_step_psnr", "blur_psnr"),
                        _gt("iterative_psnr", "blur_psnr", "judged")),
-            by_backend={"mnist": {"image": "mnist:0", "prompt": "7", "blur": [5, 1.0]}}),
+            by_backend={"mnist": {"image": "mnist:0", "prompt": "7", "blur": [5, 1.0]}}, layout=show_iterative),
     Section("A1.5", "Diffusion model sampling", "A",
             {"prompt": PHOTO, "num_samples": 5, "strides": [30, 10], "upsample_steps": 20}, run_sampling,
-            inputs=("prompt",), by_backend={"mnist": {"prompt": _DIGITS, "num_samples": 5, "upsample_steps": 0}}),
+            inputs=("prompt",), by_backend={"mnist": {"prompt": _DIGITS, "num_samples": 5, "upsample_steps": 0}}, layout=show_sampling),
     Section("A1.6", "Classifier-free guidance", "A",
             {"prompt": PHOTO, "num_samples": 5, "stride": 30, "cfg_scales": [2.0, 7.0], "upsample_steps": 20},
             run_cfg, inputs=("prompt",),
             relations=(_gt("samples_cfg5_prompt_accuracy", "samples_cfg1_prompt_accuracy", "judged"),),
             by_backend={"mnist": {"prompt": _DIGITS, "num_samples": 5, "cfg_scales": [1.0, 5.0, 7.0],
-                                  "upsample_steps": 0}}),
+                                  "upsample_steps": 0}}, layout=show_cfg),
     Section("A1.7", "Image-to-image translation (SDEdit)", "A",
             {"images": ["rocket", "astronaut", "chelsea"], "i_start": I_START, "strides": [30, 15],
              "cfg_scale": 7.0}, run_sdedit, inputs=("image",),
@@ -447,12 +559,12 @@ SECTIONS_A = [
                        _falls_with_noise("sdedit_stride30_i", "_psnr"),
                        _falls_with_noise("sdedit_stride30_i", "_agreement", slack=0.1)),
             by_backend={"mnist": {"images": [f"mnist:{i}" for i in range(20)], "i_start": _I_START_MNIST,
-                                  "strides": [30]}}),
+                                  "strides": [30]}}, layout=show_sdedit),
     Section("A1.7.1", "Editing web and hand-drawn images, stroke edits", "A",
             {"web": "landscape", "drawings": ["house", "flower", "smiley"], "stroke_base": "astronaut",
              "strokes": ["moon", "river"], "i_start": I_START, "strides": [30], "cfg_scale": 7.0}, run_sdedit_drawn,
             by_backend={"mnist": {"i_start": _I_START_MNIST, "web": "typed3", "drawings": ["seven", "four", "zero"],
-                                  "stroke_base": "mnist:2", "strokes": ["bar", "tail"]}}),
+                                  "stroke_base": "mnist:2", "strokes": ["bar", "tail"]}}, layout=show_sdedit_drawn),
     Section("A1.7.2", "Inpainting", "A",
             {"images": ["rocket", "astronaut", "chelsea"], "masks": ["center_top", "ellipse", "rectangle"],
              "prompt": PHOTO, "stride": 30, "cfg_scale": 7.0}, run_inpaint, inputs=("image", "mask", "prompt"),
@@ -460,13 +572,13 @@ SECTIONS_A = [
                        _at_least("inpainted_prompt_accuracy", 1.0)),
             by_backend={"mnist": {"images": [f"mnist:{i}" for i in range(6)],
                                   "masks": ["center_top", "ellipse", "rectangle"] * 2,
-                                  "prompt": ["7", "2", "1", "0", "4", "1"]}}),
+                                  "prompt": ["7", "2", "1", "0", "4", "1"]}}, layout=show_inpaint),
     Section("A1.7.3", "Text-conditional image-to-image translation", "A",
             {"image": "rocket", "prompts": ["a rocket ship", "a pencil", "a rainy day"],
              "i_start": I_START, "stride": 30, "cfg_scale": 7.0}, run_img2img,
             inputs=("image", "prompt"),
             relations=tuple(_at_least(f"prompt{j}_stride30_i1_prompt_accuracy", 1.0) for j in range(3)),
-            by_backend={"mnist": {"image": "mnist:3"}}),
+            by_backend={"mnist": {"image": "mnist:3"}}, layout=show_img2img),
     Section("A1.8", "Visual anagrams", "A",
             {"anagrams": [["an oil painting of an old man", "an oil painting of people around a campfire", "flip"],
                           ["a lithograph of waterfalls", "a lithograph of a skull", "flip"],
@@ -477,7 +589,7 @@ SECTIONS_A = [
             relations=(_at_least("anagram_success_rate", ANAGRAM_FLOOR),),
             by_backend={"mnist": {"anagrams": [["6", "9", "rot180"], ["2", "5", "rot180"], ["0", "8", "flip"],
                                                ["4", "7", "flip"], ["7", "1", "rot180"], ["3", "4", "rot180"]],
-                                  "num_seeds": 10}}),
+                                  "num_seeds": 10}}, layout=show_anagrams),
     Section("A1.9", "Hybrid images", "A",
             {"hybrids": [["a lithograph of a skull", "a lithograph of waterfalls"],
                          ["a rainy day", "a photo of a dog"],
@@ -489,7 +601,7 @@ SECTIONS_A = [
                        Relation("the near prompt raises the judge's probability of its digit over a far-only sample",
                                 lambda m: all(m[k] > m[k + "_far_only"] for k in m if k.endswith("_near_prob")), "judged")),
             by_backend={"mnist": {"hybrids": [["8", "4"], ["8", "7"], ["0", "1"], ["8", "1"]], "kernel_size": 9,
-                                  "sigma": 1.5, "num_seeds": 10}}),
+                                  "sigma": 1.5, "num_seeds": 10}}, layout=show_hybrids),
 ]
 
 for _section in SECTIONS_A:
