@@ -185,7 +185,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     if world.is_main:
         print(f"{args.kind}: {trainer.epoch} epochs on {world.size} process(es), checkpoints and loss curves in {args.out}")
     if args.export:
-        metrics = {str(e): measure(args.kind, checkpoints.load(args.kind, e, root=Path(args.out))[0], args.seed, world=world)
+        device = world.device(args.device)
+        metrics = {str(e): measure(args.kind, checkpoints.load(args.kind, e, Path(args.out), device)[0], args.seed, world=world)
                    for e in trainer.recipe.save_epochs}
         for path in checkpoints.export(args.out, args.kind, metrics) if world.is_main else []:
             print(f"exported {path}")

@@ -63,7 +63,7 @@ def test_world_deals_every_item_once_and_weights_the_losses():
 
 @pytest.fixture
 def ranks(request) -> tuple[str, int]:
-    """(device, processes) for the DDP runs: on the CPU 2 gloo ranks; with --device cuda one nccl rank per
+    """(device, processes) for the torchrun runs: on the CPU 2 gloo ranks; with --device cuda one nccl rank per
     GPU, at most 2 (on one GPU a single rank still goes through nccl and DDP)."""
     device = request.config.getoption("--device")
     return ("cpu", 2) if device == "cpu" else ("cuda", min(2, torch.cuda.device_count()))
@@ -95,14 +95,15 @@ def test_a_crashed_rank_is_reported_and_the_run_resumes_bitwise(tmp_path):
                           load_file(tmp_path / "crash" / "time_epoch2.safetensors")) == 0
 
 
-def test_fid_lite_over_two_ranks_equals_one_process(capsys):
-    args = ["measure", "class", "--samples", "40", "--stride", "50"]
+def test_fid_lite_over_ranks_equals_one_process(ranks, capsys):
+    device, nproc = ranks
+    args = ["measure", "class", "--samples", "40", "--stride", "50", "--device", device]
     assert main(args) == 0
     one = json.loads(capsys.readouterr().out)
-    two = torchrun("-m", "harness", *args)
+    two = torchrun("-m", "harness", *args, nproc=nproc)
     assert two.returncode == 0, two.stderr[-3000:]
     two = json.loads(two.stdout)
-    assert (one["ranks"], two["ranks"]) == (1, 2)
+    assert (one["ranks"], two["ranks"]) == (1, nproc)
     assert two["fid_lite"] == pytest.approx(one["fid_lite"], rel=1e-9)  # measured 1e-13: sums in another order
     assert two["accuracy_cfg5"] == one["accuracy_cfg5"]
 

@@ -1,4 +1,4 @@
-"""Part B on several processes: ``torchrun --nproc_per_node N -m harness {train,fid} ...``.
+"""Part B on several processes: ``torchrun --nproc_per_node N -m harness {train,measure} ...``.
 
 torchrun sets RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WORLD_SIZE; `World.from_env` reads them (without
 them: rank 0 of 1, no process group). `init` makes the group: nccl on CUDA (rank r on cuda:LOCAL_RANK),
@@ -84,15 +84,23 @@ def barrier() -> None:
         dist.barrier()
 
 
+def collective_device() -> torch.device:
+    """Where the process group's tensors must be: this rank's GPU for nccl, else the CPU."""
+    if dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 class _SumOverRanks(torch.autograd.Function):
     """all_reduce(SUM) that autograd can go through: the gradient of a sum over ranks, on each rank, is
-    the sum of all ranks' gradients (torch.distributed.nn's all_reduce, deprecated since torch 2.13)."""
+    the sum of all ranks' gradients (torch.distributed.nn's all_reduce, deprecated since torch 2.13).
+    A tensor on another device than the group's (a CPU count under nccl) goes there and back."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        x = x.clone()
-        dist.all_reduce(x)
-        return x
+        y = x.to(collective_device(), copy=True)
+        dist.all_reduce(y)
+        return y.to(x.device)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:

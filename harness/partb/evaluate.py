@@ -61,7 +61,8 @@ def measure(kind: str, model, seed: int = 0, n: int = 200, stride: int = 10, wor
         clean = test_digits(n)[0]
         z = clean + 0.5 * randn((1, 28, 28), generators(seed, "measure/denoiser", n))
         with torch.inference_mode():
-            return {"psnr_sigma0.5": psnr(model(z).clamp(0, 1) * 2 - 1, clean * 2 - 1), "psnr_digits": n}
+            x = model(z.to(next(model.parameters()).device)).cpu()
+            return {"psnr_sigma0.5": psnr(x.clamp(0, 1) * 2 - 1, clean * 2 - 1), "psnr_digits": n}
     if kind == "class" and n % 10:
         raise HarnessError(f"class: {n} samples cannot hold every digit equally often; ask for a multiple of 10")
     labels = torch.arange(10).repeat(n // 10) if kind == "class" else None

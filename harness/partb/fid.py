@@ -76,12 +76,16 @@ def fid_lite(real: torch.Tensor, fake: torch.Tensor, classifier: MnistClassifier
     before the distance, so every rank returns the FID-lite of all ranks' images."""
     from torchmetrics.image.fid import FrechetInceptionDistance
 
+    from harness.partb.distributed import collective_device
+
     classifier = classifier or load_classifier()[0]
     metric = FrechetInceptionDistance(feature=_Features(classifier), normalize=True, sync_on_compute=over_ranks)
     metric.set_dtype(torch.float64)
+    device = collective_device() if over_ranks else real.device  # nccl gathers CUDA tensors only
+    metric.to(device)
     with torch.no_grad():
-        metric.update(real.clamp(0, 1), real=True)
-        metric.update(fake.clamp(0, 1), real=False)
+        metric.update(real.to(device).clamp(0, 1), real=True)
+        metric.update(fake.to(device).clamp(0, 1), real=False)
         return float(metric.compute())
 
 
