@@ -28,7 +28,9 @@ WEIGHT_TOLERANCE = 1e-3
 
 def torchrun(*args: str, nproc: int = 2, timeout: float = 300) -> subprocess.CompletedProcess:
     """``torchrun --standalone --nproc_per_node nproc ARGS``; a hang fails the test at ``timeout``."""
-    env = {**os.environ, "HARNESS_DIST_TIMEOUT_S": "60"}
+    # the repository on the path: a rank that runs a script (not -m harness) imports harness where it is not installed
+    path = os.pathsep.join(filter(None, [str(SCRIPTS.parents[1]), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "HARNESS_DIST_TIMEOUT_S": "60", "PYTHONPATH": path}
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                            *args], capture_output=True, text=True, timeout=timeout, env=env)
 
