@@ -47,6 +47,15 @@ class Backend(Protocol):
                       guidance_scale: float = 7.0, progress: bool = False) -> torch.Tensor: ...
 
 
+@runtime_checkable
+class PartBBackend(Backend, Protocol):
+    """A backend that runs Part B's sections (its table row lists part "B"): also the trained UNets."""
+
+    def model(self, kind: str, epoch: int) -> torch.nn.Module:
+        """The ``kind`` UNet ("denoiser", "time", "class") after ``epoch``, in eval mode."""
+        ...
+
+
 class DenoiserBackend:
     """A `Backend` made of a denoiser alone: no judge, no upsampler, and A0's text-to-image as CFG sampling
     over num_inference_steps timesteps spaced as diffusers' DDPMScheduler spaces them ("leading":

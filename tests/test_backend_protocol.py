@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from harness import backends
-from harness.backends import Backend, BackendSpec, DenoiserBackend, Judge, get_backend
+from harness.backends import Backend, BackendSpec, DenoiserBackend, Judge, PartBBackend, get_backend
 from harness.runner import cases, run_case
 from harness.sections import get_section
 from tests.analytic import AnalyticDenoiser, patterns
@@ -58,3 +58,4 @@ def test_shipped_backends_meet_the_protocol(name):
     assert isinstance(backend, Backend) and backend.name == name
     assert backend.judge is None or isinstance(backend.judge, Judge)
     assert backends.spec(name).judged == (backend.judge is not None)
+    assert isinstance(backend, PartBBackend) == ("B" in backends.spec(name).parts)

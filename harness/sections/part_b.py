@@ -2,7 +2,7 @@
 
 Images are in [0, 1] as the course uses them; outputs are mapped to [-1, 1] like every other image.
 Each ``run_*`` is followed by its ``show_*``, the report layout of the images it writes. The sections run
-on every backend whose row in `harness.backends.BACKENDS` lists part B and that has ``model(kind, epoch)``.
+on every backend whose row in `harness.backends.BACKENDS` lists part B (a `PartBBackend`).
 """
 
 from __future__ import annotations
