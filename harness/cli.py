@@ -179,13 +179,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     overrides = recipe_overrides(args.set)
     check_device(args.device)
     world = distributed.init(args.device)
+    device = world.device(args.device)
     speed = Speed(bf16=args.bf16, channels_last=args.channels_last, compile=args.compile)
-    trainer = train(args.kind, args.preset, args.out, args.seed, world.device(args.device), resume=not args.no_resume,
+    trainer = train(args.kind, args.preset, args.out, args.seed, device, resume=not args.no_resume,
                     max_steps=args.max_steps, progress=not args.no_progress, speed=speed, world=world, **overrides)
     if world.is_main:
         print(f"{args.kind}: {trainer.epoch} epochs on {world.size} process(es), checkpoints and loss curves in {args.out}")
     if args.export:
-        device = world.device(args.device)
         metrics = {str(e): measure(args.kind, checkpoints.load(args.kind, e, Path(args.out), device)[0], args.seed, world=world)
                    for e in trainer.recipe.save_epochs}
         for path in checkpoints.export(args.out, args.kind, metrics) if world.is_main else []:
@@ -244,10 +244,13 @@ COMMANDS = {"list": lambda args: cmd_list(), "run": cmd_run, "golden": cmd_golde
 def _dispatch(args: argparse.Namespace) -> int:
     """Run the command; a HarnessError becomes one line on stderr (naming the rank under torchrun) and exit
     status 2 (a bad name or image) or 1."""
-    rank = f"rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']}: " if "WORLD_SIZE" in os.environ else ""
     try:
         COMMANDS[args.command](args)
     except HarnessError as e:
+        from harness.partb.distributed import World
+
+        world = World.from_env()
+        rank = f"rank {world.rank} of {world.size}: " if world.distributed else ""
         print(f"error: {rank}{e}", file=sys.stderr)
         return 2 if isinstance(e, (UnknownName, BadImage)) else 1
     return 0

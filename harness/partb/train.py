@@ -26,15 +26,15 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from harness.atomic import atomic_path, atomic_write_text
+from harness.devices import to_device
 from harness.diffusion import forward
 from harness.errors import UnknownName
 from harness.partb.distributed import World, barrier, data_parallel, global_batchnorm, sum_over_ranks
 from harness.partb.mnist import load_mnist, to_float
 from harness.partb.plot import line_plot
 from harness.partb.unet import ClassConditionalUNet, TimeConditionalUNet, UnconditionalUNet
-from harness.schedules import linear_alphas_cumprod
-from harness.devices import to_device
 from harness.partb.weights import init_weights_
+from harness.schedules import linear_alphas_cumprod
 
 KINDS = ("denoiser", "time", "class")
 
