@@ -94,6 +94,7 @@ def test_idx_root_is_used_when_given(tmp_path):
 
 def test_corrupt_cache_is_detected_not_used(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    monkeypatch.delenv("MNIST_ROOT", raising=False)  # the GPU check sets it; the cache is read only without it
     path = mnist.cache_path()
     buf = io.BytesIO()
     np.savez(buf, test_images=np.zeros((1, 28, 28), np.uint8), test_labels=np.zeros(1, np.int64))
