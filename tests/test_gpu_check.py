@@ -20,7 +20,7 @@ from harness import golden
 from harness.gpu import check
 from harness.gpu.cases import image_hashes
 from harness.gpu.compare import agreement, determinism
-from harness.gpu.home import unpack
+from harness.gpu.home import junit_counts, unpack
 from harness.outputs import Outputs
 from harness.partb.mnist import read_idx, write_idx
 
@@ -62,8 +62,10 @@ def test_dry_run_comes_home(dry_run, tmp_path):
     dest = unpack(tmp / "out", repo=tmp_path, ship_checkpoints=False)
     assert dest == tmp_path / "benchmarks" / "results" / "cpu"
     text = (dest / "SUMMARY.md").read_text()
-    for heading in ("## Steps", "## Determinism", "## Part B, the course recipes", "## Benchmarks (bench.json)"):
+    for heading in ("## Steps", "## Determinism", "## Part B, the course recipes", "## Benchmarks (bench.json)",
+                    "## Pytest runs"):
         assert heading in text
+    assert "| tests | 1 | 0 | 0 |" in text  # the dry run's one loop-guard test, from its JUnit XML
     assert not (tmp_path / "golden").exists()  # CPU goldens never come home from a check
     assert sorted(p.name for p in (tmp_path / "out" / "gpu" / "cpu" / "checkpoints").iterdir()) == \
         ["class-fast", "denoiser-fast", "time-fast"]
@@ -161,3 +163,12 @@ def test_idx_files_round_trip(tmp_path):
     write_idx(tmp_path / "x.gz", images)
     write_idx(tmp_path / "y.gz", np.arange(5))
     assert np.array_equal(read_idx(tmp_path / "x.gz"), images) and read_idx(tmp_path / "y.gz").tolist() == [0, 1, 2, 3, 4]
+
+
+def test_junit_counts_name_the_failures(tmp_path):
+    xml = tmp_path / "junit-tests.xml"
+    xml.write_text('<testsuites><testsuite><testcase classname="m" name="ok"/>'
+                   '<testcase classname="m" name="bad"><failure message="x"/></testcase>'
+                   '<testcase classname="m" name="broken"><error message="y"/></testcase>'
+                   '<testcase classname="m" name="later"><skipped message="z"/></testcase></testsuite></testsuites>')
+    assert junit_counts(xml) == [1, 2, 1, "m::bad, m::broken"]

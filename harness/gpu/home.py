@@ -2,7 +2,7 @@
 
 - ``golden/cuda/{tiny-if,mnist}/...``: the CUDA goldens process A wrote (compared from process B on the GPU);
 - ``benchmarks/results/<GPU>/``: pytest-benchmark JSON, env, summary, determinism, CPU-vs-CUDA agreement,
-  Part B recipe results and per-case wall times, and ``SUMMARY.md`` (the tables docs/gpu-runners.md cites);
+  Part B recipe results, per-case wall times, each pytest run's JUnit XML, and ``SUMMARY.md`` (the tables docs/gpu-runners.md cites);
 - ``out/gpu/<GPU>/checkpoints/``: the exported fp16 Part B checkpoints (with --ship-checkpoints also copied
   into ``harness/data/partb/``, the `mnist` backend's shipped set).
 """
@@ -17,6 +17,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from harness.golden import GOLDEN_ROOT
@@ -46,6 +47,8 @@ def unpack(files: Path, repo: Path = REPO, ship_checkpoints: bool = False) -> Pa
                 shutil.copyfile(work / name, dest / name)
         for path in sorted((work / "bench").glob("*.json")):
             shutil.copyfile(path, dest / path.name)
+        for path in sorted((work / "bench").glob("*.xml")):
+            shutil.copyfile(path, dest / f"junit-{path.name}")
         for path in sorted(work.glob("partb/*/result.json")):
             shutil.copyfile(path, dest / f"partb-{path.parent.name}.json")
         for name in ("golden", "deepfloyd-random-suite"):
@@ -108,6 +111,9 @@ def summary_markdown(dest: Path) -> str:
             ["case", "min PSNR (dB)", "largest metric difference", "CPU tolerance passes", "CUDA tolerance passes"], [
                 [k, _g(v["min_psnr"], ".1f"), _largest(v["metrics"]), v["cpu_tolerance_passes"], v["cuda_tolerance_passes"]]
                 for k, v in agree.items()]))
+    if runs := sorted(dest.glob("junit-*.xml")):
+        parts.append("## Pytest runs\n\n" + _table(["run", "passed", "failed", "skipped", "failures"], [
+            [path.stem.removeprefix("junit-"), *junit_counts(path)] for path in runs]))
     recipes = sorted(dest.glob("partb-*.json"))
     if recipes:
         rows = []
@@ -134,6 +140,15 @@ def summary_markdown(dest: Path) -> str:
             parts.append(f"## Wall time per case ({name})\n\n" + _table(["case", "seconds"], [
                 [k, _g(v.get("seconds"), ".1f") or v.get("skipped", "")] for k, v in cases.items()]))
     return "\n\n".join(parts) + "\n"
+
+
+def junit_counts(path: Path) -> list:
+    """passed, failed (failures and errors), skipped, and the first failing tests of a JUnit XML file."""
+    cases = ET.parse(path).getroot().iter("testcase")
+    outcome = {f"{c.get('classname')}::{c.get('name')}": next((e.tag for e in c if e.tag in ("failure", "error", "skipped")), "passed")
+               for c in cases}
+    failed = [k for k, v in outcome.items() if v in ("failure", "error")]
+    return [sum(v == "passed" for v in outcome.values()), len(failed), sum(v == "skipped" for v in outcome.values()), _few(failed)]
 
 
 def _few(names: list[str], n: int = 3) -> str:
