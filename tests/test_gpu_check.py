@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tarfile
@@ -20,6 +21,8 @@ from harness import golden
 from harness.gpu import check
 from harness.gpu.cases import image_hashes
 from harness.gpu.compare import agreement, determinism
+from harness.errors import HarnessError
+from harness.gpu import home
 from harness.gpu.home import junit_counts, unpack
 from harness.outputs import Outputs
 from harness.partb.mnist import read_idx, write_idx
@@ -82,8 +85,12 @@ def test_time_box_interrupts_the_step_and_keeps_what_it_wrote(tmp_path):
     script = ("import time\ntry:\n    time.sleep(120)\nexcept KeyboardInterrupt:\n"
               f"    open({str(partial)!r}, 'w').write('written on SIGINT')\n    raise")
     start = time.monotonic()
-    with pytest.raises(check.StepFailed, match="time box of 5 s passed; interrupted"):
-        c.python(["-c", script], "sleepy", timeout=5)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell without job control starts a background job
+    try:
+        with pytest.raises(check.StepFailed, match="time box of 5 s passed; interrupted"):
+            c.python(["-c", script], "sleepy", timeout=5)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert time.monotonic() - start < 60
     assert partial.read_text() == "written on SIGINT"
 
@@ -172,3 +179,59 @@ def test_junit_counts_name_the_failures(tmp_path):
                    '<testcase classname="m" name="broken"><error message="y"/></testcase>'
                    '<testcase classname="m" name="later"><skipped message="z"/></testcase></testsuite></testsuites>')
     assert junit_counts(xml) == [1, 2, 1, "m::bad, m::broken"]
+
+
+def _packed(out: Path) -> list[str]:
+    """The export folders in a call's checkpoint parts (joined as gpu-home joins them)."""
+    import io
+
+    data = b"".join(p.read_bytes() for p in sorted(out.glob("checkpoints.tar.part*")))
+    if not data:
+        return []
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return sorted({n.split("/")[1] for n in tar.getnames() if n.count("/") >= 1})
+
+
+def test_exports_that_do_not_fit_one_call_come_home_on_resume(tmp_path, monkeypatch):
+    monkeypatch.setattr(check, "PART_BYTES", 30_000)
+    monkeypatch.setattr(check, "FILES_BACK_BYTES", 100_000)
+    rng = np.random.default_rng(0)
+    summary = {}
+    for name, kib in (("time-fast", 40), ("class-fast", 40), ("denoiser-fast", 60)):
+        export = tmp_path / "work" / "partb" / name / "export"
+        export.mkdir(parents=True)
+        (export / f"{name}.safetensors").write_bytes(rng.bytes(kib * 1000))
+        summary[f"partb-{name}"] = {"status": "ok"}
+    c = _check(tmp_path)
+    check.pack(c, summary, check._exports_home(c.work, resume=False))
+    assert _packed(c.out) == ["class-fast", "time-fast"]  # all three would be 143 kB, beyond the 100 kB a call brings
+    assert max(p.stat().st_size for p in c.out.glob("checkpoints.tar.part*")) <= 30_000
+    with tarfile.open(c.out / "results.tar.gz") as tar:
+        assert not [n for n in tar.getnames() if n.endswith((".safetensors", ".tar"))]
+    check.pack(c, summary, check._exports_home(c.work, resume=True))  # the next call, --resume
+    assert _packed(c.out) == ["denoiser-fast"]
+    check.pack(c, summary, check._exports_home(c.work, resume=True))
+    assert _packed(c.out) == [] and not list(c.out.glob("checkpoints.tar.part*"))
+
+
+@pytest.mark.skipif(not (ROOT / ".git").exists(), reason="not a git checkout (a device call's copy of the tree has no .git)")
+def test_the_tree_still_fits_a_device_call():
+    """Every GPU check depends on it: the tree and the carried .whl/ within what one device call sends."""
+    assert home.check_travel(ROOT) <= home.DEVICE_CALL_BYTES
+
+
+def test_shipping_checkpoints_the_tree_cannot_carry_is_refused(dry_run, tmp_path, monkeypatch):
+    tmp, _ = dry_run
+    repo = tmp_path / "repo"
+    shipped = repo / "harness" / "data" / "partb"
+    shipped.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (shipped / "time_epoch1.safetensors").write_bytes(b"old")
+    monkeypatch.setattr(home, "DEVICE_CALL_BYTES", home.CARRIED_BYTES + 2000)  # room for 2 kB of tree
+    with pytest.raises(HarnessError, match="over the .* limit: no GPU check could run again"):
+        unpack(tmp / "out", repo=repo, ship_checkpoints=True)
+    assert (shipped / "time_epoch1.safetensors").read_bytes() == b"old"  # nothing shipped
+    monkeypatch.setattr(home, "DEVICE_CALL_BYTES", 64 * 2**20)
+    unpack(tmp / "out", repo=repo, ship_checkpoints=True)
+    assert (shipped / "time_epoch1.safetensors").read_bytes() != b"old"
+    assert {p.name for p in shipped.glob("*_epoch*.safetensors")} >= {"time_epoch2.safetensors", "class_epoch2.safetensors"}

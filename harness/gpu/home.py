@@ -15,16 +15,22 @@ import json
 import math
 import re
 import shutil
+import subprocess
+import sys
 import tarfile
 import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from harness.errors import HarnessError
 from harness.golden import GOLDEN_ROOT
 from harness.gpu.check import FULL_BACKENDS
 from harness.partb.checkpoints import shipped_dir
 
 REPO = GOLDEN_ROOT.parent
+# A device call sends the working tree and the carried paths, 64 MiB in all (device tool README); .whl/ from
+# `make gpu-wheels` is 17.7 MB (diffusers and importlib_metadata wheels, MNIST as IDX; 2026-11-27).
+DEVICE_CALL_BYTES, CARRIED_BYTES = 64 * 2**20, 18 * 2**20
 RESULTS = ("env.json", "summary.json", "determinism.json", "agreement.json")
 
 
@@ -65,6 +71,8 @@ def unpack(files: Path, repo: Path = REPO, ship_checkpoints: bool = False) -> Pa
 
 
 def _unpack_checkpoints(files: Path, dest: Path, ship_into: Path | None) -> None:
+    """The exported checkpoints under ``dest``; with ``ship_into`` (the repository) also copied over the
+    shipped set, unless the tree would then be too large to travel to a GPU (`check_travel`)."""
     parts = sorted(files.glob("checkpoints.tar.part*"))
     if not parts:
         return
@@ -72,8 +80,33 @@ def _unpack_checkpoints(files: Path, dest: Path, ship_into: Path | None) -> None
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(dest, filter="data")
     if ship_into is not None:
-        for path in sorted(dest.glob("checkpoints/*/*")):
-            shutil.copyfile(path, shipped_dir() / path.name)
+        shipped = ship_into / shipped_dir().relative_to(REPO)
+        new = sorted(dest.glob("checkpoints/*/*"))
+        check_travel(ship_into, {shipped / p.name: p.stat().st_size for p in new})
+        for path in new:
+            shutil.copyfile(path, shipped / path.name)
+
+
+def travelling_bytes(repo: Path) -> dict[Path, int]:
+    """The files a device call sends from ``repo`` and their sizes: what git tracks, and untracked files
+    it does not ignore."""
+    names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=repo,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    return {repo / n: (repo / n).stat().st_size for n in names if n and (repo / n).is_file()}
+
+
+def check_travel(repo: Path, writes: dict[Path, int] | None = None) -> int:
+    """Bytes a device call would send once ``writes`` (path -> size) are made: the tree and the carried
+    .whl/. A HarnessError when that passes the device tool's limit, since no GPU check could run again."""
+    sizes = travelling_bytes(repo) | (writes or {})
+    total = sum(sizes.values()) + CARRIED_BYTES
+    if total > DEVICE_CALL_BYTES:
+        raise HarnessError(
+            f"the tree would be {(total - CARRIED_BYTES) / 2**20:.1f} MiB, and with the carried .whl/ "
+            f"({CARRIED_BYTES / 2**20:.0f} MiB) a device call would send {total / 2**20:.1f} MiB, over the "
+            f"{DEVICE_CALL_BYTES / 2**20:.0f} MiB limit: no GPU check could run again. Ship fewer or smaller "
+            f"files (docs/gpu-runners.md, \"What fits in a device call\")")
+    return total
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -169,5 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("files", type=Path, help="the folder holding results.tar.gz (and checkpoints.tar.partNN)")
     p.add_argument("--ship-checkpoints", action="store_true", help="also copy the fp16 checkpoints into harness/data/partb/")
     a = p.parse_args(argv)
-    print(f"results in {unpack(a.files, ship_checkpoints=a.ship_checkpoints)}")
+    try:
+        print(f"results in {unpack(a.files, ship_checkpoints=a.ship_checkpoints)}")
+    except HarnessError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0
