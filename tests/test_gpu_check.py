@@ -79,20 +79,36 @@ def _check(tmp_path, budget_s: float = 60) -> check.Check:
     return check.Check(tmp_path / "out", tmp_path / "work", "cpu", True, time.monotonic() + budget_s)
 
 
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 def test_time_box_interrupts_the_step_and_keeps_what_it_wrote(tmp_path):
+    """The step (and a grandchild it started, as torchrun starts ranks) gets SIGINT at the box; what it
+    writes then is kept, and nothing of it outlives the step."""
     c = _check(tmp_path)
-    partial = tmp_path / "partial.txt"
-    script = ("import time\ntry:\n    time.sleep(120)\nexcept KeyboardInterrupt:\n"
+    partial, grandchild = tmp_path / "partial.txt", tmp_path / "grandchild.pid"
+    script = ("import subprocess, sys, time\n"
+              "g = subprocess.Popen([sys.executable, '-c', 'import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(120)'])\n"
+              f"open({str(grandchild)!r}, 'w').write(str(g.pid))\n"
+              "try:\n    time.sleep(120)\nexcept KeyboardInterrupt:\n"
               f"    open({str(partial)!r}, 'w').write('written on SIGINT')\n    raise")
     start = time.monotonic()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell without job control starts a background job
     try:
-        with pytest.raises(check.StepFailed, match="time box of 5 s passed; interrupted"):
-            c.python(["-c", script], "sleepy", timeout=5)
+        with pytest.raises(check.StepFailed, match="time box of 10 s passed; interrupted"):
+            c.python(["-c", script], "sleepy", timeout=10)  # SIGINT at 8 s, then 2 s to write
     finally:
         signal.signal(signal.SIGINT, previous)
     assert time.monotonic() - start < 60
     assert partial.read_text() == "written on SIGINT"
+    pid, deadline = int(grandchild.read_text()), time.monotonic() + 10
+    while _running(pid) and time.monotonic() < deadline:  # SIGKILL lands within milliseconds
+        time.sleep(0.05)
+    assert not _running(pid)  # it ignored SIGINT, and was killed with the group
 
 
 def test_steps_record_failures_skip_out_of_budget_and_resume(tmp_path, monkeypatch):

@@ -54,9 +54,11 @@ class Check:
 
     def python(self, args: list[str], log: str, timeout: float, env: dict | None = None) -> None:
         """Run ``python args`` from the repo root, output appended to work/logs/<log>.log; StepFailed on a
-        non-zero exit or when ``timeout`` (capped by the run's deadline) passes. At the time box the
-        process gets SIGINT, and GRACE_S to finish, so pytest still writes its benchmark JSON and junit
-        XML for the cases it finished (a killed pytest writes neither); then it is killed."""
+        non-zero exit or when ``timeout`` (capped by the run's deadline) passes. The step runs in its own
+        process group. At the time box (or on Ctrl-C) the group gets SIGINT, as a terminal's Ctrl-C gives
+        it, and GRACE_S to finish, so pytest still writes its benchmark JSON and junit XML for the cases it
+        finished (a killed pytest writes neither); then whatever is left of the group (xdist workers,
+        torchrun ranks) is killed, so the next step starts on an idle GPU."""
         timeout = max(min(timeout, self.deadline - time.monotonic()), 1)
         path = self.work / "logs" / f"{log}.log"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,19 +69,21 @@ class Check:
             # worker count: its share of the cores (`devices.thread_count`)
             inherited = {k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"}
             proc = subprocess.Popen([sys.executable, *args], stdout=f, stderr=subprocess.STDOUT,
-                                    env={**inherited, **(env or {})}, cwd=ROOT, preexec_fn=_hear_sigint)
+                                    env={**inherited, **(env or {})}, cwd=ROOT, start_new_session=True,
+                                    preexec_fn=_hear_sigint)
             grace = min(GRACE_S, timeout / 5)
             try:
                 rc = proc.wait(timeout - grace)
             except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(grace)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                _interrupt(proc, grace)
                 raise StepFailed(f"time box of {timeout:.0f} s passed; interrupted, partial results kept "
                                  f"(see logs/{log}.log)") from None
+            except KeyboardInterrupt:
+                _interrupt(proc, grace)
+                raise
+            finally:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
         if rc != 0:
             raise StepFailed(f"exit {rc}: {_tail(path)}")
 
@@ -94,6 +98,22 @@ class Check:
 
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _interrupt(proc: subprocess.Popen, grace: float) -> None:
+    """SIGINT to the step's process group, and ``grace`` seconds for its leader to finish."""
+    _signal_group(proc, signal.SIGINT)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:  # the group is gone
+        pass
 
 
 def _hear_sigint() -> None:
