@@ -244,15 +244,16 @@ def _partb(kind: str, name: str, *flags: str) -> Callable[[Check], None]:
     return step
 
 
-# The tests that need what the GPU image lacks: Chromium (the report's browser checks) and check-jsonschema
-# (the workflow lint, whose broken-file test would pass there for the wrong reason).
-NEEDS_MISSING_TOOLS = ["-k", "not chromium", "--ignore", "tests/test_workflow.py"]
+# Tests the device does not run: those needing what the GPU image lacks, Chromium (the report's browser
+# checks) and check-jsonschema (the workflow lint, whose broken-file test would pass there for the wrong
+# reason); and this check's own tests, CPU logic and a 2-minute dry run on the CPU.
+NOT_ON_DEVICE = ["-k", "not chromium", "--ignore", "tests/test_workflow.py", "--ignore", "tests/test_gpu_check.py"]
 
 
 def step_tests(c: Check) -> None:
     """The unit tests on the device (loop guards under CUDA sync debug mode), 4 xdist workers sharing the
     GPU (serially they outlast the box)."""
-    select = ["tests/test_loops.py", "-k", "part_b_sampling"] if c.dry else ["tests", "-n", "4", *NEEDS_MISSING_TOOLS]
+    select = ["tests/test_loops.py", "-k", "part_b_sampling"] if c.dry else ["tests", "-n", "4", *NOT_ON_DEVICE]
     _pytest(c, "tests", select, 300)
 
 
