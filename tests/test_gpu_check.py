@@ -91,8 +91,9 @@ def test_time_box_interrupts_the_step_and_keeps_what_it_wrote(tmp_path):
     writes then is kept, and nothing of it outlives the step."""
     c = _check(tmp_path)
     partial, grandchild = tmp_path / "partial.txt", tmp_path / "grandchild.pid"
+    deaf = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(120)"
     script = ("import subprocess, sys, time\n"
-              "g = subprocess.Popen([sys.executable, '-c', 'import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(120)'])\n"
+              f"g = subprocess.Popen([sys.executable, '-c', {deaf!r}])\n"
               f"open({str(grandchild)!r}, 'w').write(str(g.pid))\n"
               "try:\n    time.sleep(120)\nexcept KeyboardInterrupt:\n"
               f"    open({str(partial)!r}, 'w').write('written on SIGINT')\n    raise")

@@ -271,10 +271,9 @@ FAST = ("--bf16", "--channels-last")  # with --compile, backward failed on torch
 
 # name -> (step, time box in seconds). Ordered by value: what no GPU run has measured yet first, and the
 # three course recipes (with the fp32 reference that judges the fast flags' quality) together, so that one
-# lease brings home the whole set of checkpoints the `mnist` backend ships (the rest, shipping them and
-# regenerating the CPU goldens, is CPU work). The CUDA goldens, determinism and agreement were recorded on an
-# H200 on 2026-11-27 (benchmarks/results/), so they come last: run them (--steps goldens,determinism,agreement)
-# after a change that moves CUDA outputs.
+# lease measures all of them and brings their checkpoints home (over two calls: `pack`). The CUDA goldens,
+# determinism and agreement were recorded on an H200 on 2026-11-27 (benchmarks/results/), so they come
+# last: run them (--steps goldens,determinism,agreement) after a change that moves CUDA outputs.
 STEPS: dict[str, tuple[Callable[[Check], None], int]] = {
     "env": (step_env, 90),
     "partb-time-fast": (_partb("time", "time-fast", *FAST, "--export"), 170),

@@ -2,7 +2,8 @@
 
 - ``golden/cuda/{tiny-if,mnist}/...``: the CUDA goldens process A wrote (compared from process B on the GPU);
 - ``benchmarks/results/<GPU>/``: pytest-benchmark JSON, env, summary, determinism, CPU-vs-CUDA agreement,
-  Part B recipe results, per-case wall times, each pytest run's JUnit XML, and ``SUMMARY.md`` (the tables docs/gpu-runners.md cites);
+  Part B recipe results, per-case wall times, each pytest run's JUnit XML, and ``SUMMARY.md`` (the tables
+  docs/gpu-runners.md cites);
 - ``out/gpu/<GPU>/checkpoints/``: the exported fp16 Part B checkpoints (with --ship-checkpoints also copied
   into ``harness/data/partb/``, the `mnist` backend's shipped set).
 """
@@ -177,11 +178,13 @@ def summary_markdown(dest: Path) -> str:
 
 def junit_counts(path: Path) -> list:
     """passed, failed (failures and errors), skipped, and the first failing tests of a JUnit XML file."""
-    cases = ET.parse(path).getroot().iter("testcase")
-    outcome = {f"{c.get('classname')}::{c.get('name')}": next((e.tag for e in c if e.tag in ("failure", "error", "skipped")), "passed")
-               for c in cases}
+    outcome = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        tags = [e.tag for e in case if e.tag in ("failure", "error", "skipped")]
+        outcome[f"{case.get('classname')}::{case.get('name')}"] = tags[0] if tags else "passed"
     failed = [k for k, v in outcome.items() if v in ("failure", "error")]
-    return [sum(v == "passed" for v in outcome.values()), len(failed), sum(v == "skipped" for v in outcome.values()), _few(failed)]
+    counts = [sum(v == tag for v in outcome.values()) for tag in ("passed", "skipped")]
+    return [counts[0], len(failed), counts[1], _few(failed)]
 
 
 def _few(names: list[str], n: int = 3) -> str:
