@@ -80,10 +80,8 @@ def _check(tmp_path, budget_s: float = 60) -> check.Check:
 
 
 def _running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
 
 
 def test_time_box_interrupts_the_step_and_keeps_what_it_wrote(tmp_path):

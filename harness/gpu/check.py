@@ -30,9 +30,10 @@ from typing import Callable
 from harness.atomic import atomic_write_text
 
 PART_BYTES = 15 * 2**20
-# What one device call brings back from $OUT: at most 8 files, 16 MiB each, 64 MiB together (device README);
-# 2 MiB of it kept for slack.
-FILES_BACK_COUNT, FILES_BACK_BYTES = 8, 62 * 2**20
+# A device call sends at most 64 MiB (the tree and the carried paths) and brings back from $OUT at most
+# 8 files, 16 MiB each, 64 MiB together (device README); 2 MiB of that kept for slack.
+DEVICE_CALL_BYTES = 64 * 2**20
+FILES_BACK_COUNT, FILES_BACK_BYTES = 8, DEVICE_CALL_BYTES - 2 * 2**20
 GRACE_S = 20  # seconds an interrupted step has to write what it finished
 FULL_BACKENDS = ("tiny-if", "mnist")
 DRY_SECTIONS = ("A1.1", "B1.2")  # cheap sections: Part A on both backends, Part B on mnist

@@ -25,13 +25,13 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.golden import GOLDEN_ROOT
-from harness.gpu.check import FULL_BACKENDS
+from harness.gpu.check import DEVICE_CALL_BYTES, FULL_BACKENDS
 from harness.partb.checkpoints import shipped_dir
 
 REPO = GOLDEN_ROOT.parent
-# A device call sends the working tree and the carried paths, 64 MiB in all (device tool README); .whl/ from
-# `make gpu-wheels` is 17.7 MB (diffusers and importlib_metadata wheels, MNIST as IDX; 2026-11-27).
-DEVICE_CALL_BYTES, CARRIED_BYTES = 64 * 2**20, 18 * 2**20
+# .whl/ from `make gpu-wheels`, carried on every device call: 17.7 MB (diffusers and importlib_metadata
+# wheels, MNIST as IDX; 2026-11-27).
+CARRIED_BYTES = 18 * 2**20
 RESULTS = ("env.json", "summary.json", "determinism.json", "agreement.json")
 
 
@@ -88,7 +88,7 @@ def _unpack_checkpoints(files: Path, dest: Path, ship_into: Path | None) -> None
             shutil.copyfile(path, shipped / path.name)
 
 
-def travelling_bytes(repo: Path) -> dict[Path, int]:
+def travelling_sizes(repo: Path) -> dict[Path, int]:
     """The files a device call sends from ``repo`` and their sizes: what git tracks, and untracked files
     it does not ignore."""
     names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=repo,
@@ -99,7 +99,7 @@ def travelling_bytes(repo: Path) -> dict[Path, int]:
 def check_travel(repo: Path, writes: dict[Path, int] | None = None) -> int:
     """Bytes a device call would send once ``writes`` (path -> size) are made: the tree and the carried
     .whl/. A HarnessError when that passes the device tool's limit, since no GPU check could run again."""
-    sizes = travelling_bytes(repo) | (writes or {})
+    sizes = travelling_sizes(repo) | (writes or {})
     total = sum(sizes.values()) + CARRIED_BYTES
     if total > DEVICE_CALL_BYTES:
         raise HarnessError(
