@@ -64,6 +64,11 @@ def init(device: str, timeout_s: float | None = None) -> World:
     """The World of this process; under torchrun, also the process group (nccl for CUDA, else gloo)."""
     world = World.from_env()
     if world.distributed and not dist.is_initialized():
+        # DDP imports torch._dynamo; imported after init_process_group, it keeps the default group alive past
+        # destroy_process_group, so gloo's threads lived on into interpreter exit, where one CI rank aborted
+        # ("terminate called without an active exception"). Imported first, the group ends in `shutdown`.
+        import torch._dynamo  # noqa: F401
+
         timeout_s = timeout_s or float(os.environ.get("HARNESS_DIST_TIMEOUT_S", TIMEOUT_S))
         cuda = torch.device(device).type == "cuda"
         if cuda:
