@@ -78,7 +78,7 @@ def test_ddp_training_takes_the_single_process_step(ranks, tmp_path):
                    *SMALL, nproc=nproc)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count(f"epochs on {nproc} process(es)") == 1  # rank 0 alone reports and writes
-    # the process group ended in shutdown: none of its threads (gloo's, nccl's) lives on into interpreter exit
+    # the process group ended in shutdown: none of its threads (gloo's, nccl's) lives on past it
     left = [line for line in run.stdout.splitlines() if line.startswith("threads left:")]
     assert len(left) == nproc and not any(name in line for line in left for name in ("gloo", "nccl")), left
     assert max_difference(trained_weights(tmp_path / "one"), trained_weights(tmp_path / "ddp")) < WEIGHT_TOLERANCE

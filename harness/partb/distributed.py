@@ -79,8 +79,17 @@ def init(device: str, timeout_s: float | None = None) -> World:
 
 
 def shutdown() -> None:
+    """End the process group once every rank is here; the group must have no other holder (DDP's Reducer
+    holds it: `train` drops its DDP first), so that its threads end here, not in interpreter exit.
+
+    The final barrier's Work is held until the group is gone. Released by gloo's worker thread instead,
+    it would free earlier works and their tensors, which takes the GIL, while the group's destructor joins
+    that thread holding the GIL: a deadlock seen in CI (a rank hung in ~ProcessGroupGloo)."""
     if dist.is_initialized():
+        final = dist.barrier(async_op=True)
+        final.wait()
         dist.destroy_process_group()
+        del final
 
 
 def barrier() -> None:

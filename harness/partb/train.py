@@ -301,5 +301,6 @@ def train(kind: str, preset: str = "quick", out_dir: str | Path = "out/train", s
         trainer.write_logs()
         if on_epoch is not None:
             on_epoch(trainer)
+    trainer.forward_model = trainer.model  # DDP's Reducer holds the process group: `distributed.shutdown` ends it
     barrier()
     return trainer
