@@ -4,6 +4,7 @@ the comparisons it makes fail when outputs change."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -18,11 +19,10 @@ import pytest
 import torch
 
 from harness import golden
-from harness.gpu import check
+from harness.errors import HarnessError
+from harness.gpu import check, home
 from harness.gpu.cases import image_hashes
 from harness.gpu.compare import agreement, determinism
-from harness.errors import HarnessError
-from harness.gpu import home
 from harness.gpu.home import junit_counts, unpack
 from harness.outputs import Outputs
 from harness.partb.mnist import read_idx, write_idx
@@ -198,8 +198,6 @@ def test_junit_counts_name_the_failures(tmp_path):
 
 def _packed(out: Path) -> list[str]:
     """The export folders in a call's checkpoint parts (joined as gpu-home joins them)."""
-    import io
-
     data = b"".join(p.read_bytes() for p in sorted(out.glob("checkpoints.tar.part*")))
     if not data:
         return []
@@ -246,7 +244,7 @@ def test_shipping_checkpoints_the_tree_cannot_carry_is_refused(dry_run, tmp_path
     with pytest.raises(HarnessError, match="over the .* limit: no GPU check could run again"):
         unpack(tmp / "out", repo=repo, ship_checkpoints=True)
     assert (shipped / "time_epoch1.safetensors").read_bytes() == b"old"  # nothing shipped
-    monkeypatch.setattr(home, "DEVICE_CALL_BYTES", 64 * 2**20)
+    monkeypatch.setattr(home, "DEVICE_CALL_BYTES", check.DEVICE_CALL_BYTES)
     unpack(tmp / "out", repo=repo, ship_checkpoints=True)
     assert (shipped / "time_epoch1.safetensors").read_bytes() != b"old"
     assert {p.name for p in shipped.glob("*_epoch*.safetensors")} >= {"time_epoch2.safetensors", "class_epoch2.safetensors"}
