@@ -312,13 +312,15 @@ def pack(c: Check, summary: dict[str, dict], home: set[str]) -> None:
     tmp.replace(c.out / "results.tar.gz")
     room = FILES_BACK_BYTES - (c.out / "results.tar.gz").stat().st_size
     chosen: list[Path] = []
+    packed = 0  # tar bytes of the chosen exports
     for name, result in summary.items():
         folder = c.work / "partb" / name.removeprefix("partb-") / "export"
         if not (name.startswith("partb-") and result["status"] == "ok" and folder.is_dir()) or name in home:
             continue
-        size = sum(_tar_bytes(f) for f in (*chosen, folder))
+        size = packed + _tar_bytes(folder)
         if size <= room and math.ceil(size / PART_BYTES) <= FILES_BACK_COUNT - 1:
             chosen.append(folder)
+            packed = size
     for old in c.out.glob("checkpoints.tar.part*"):
         old.unlink()
     if chosen:
