@@ -24,13 +24,20 @@ def to_device(x: torch.Tensor, device: str | torch.device) -> torch.Tensor:
 
 def fix_threads() -> int:
     """Set torch's CPU thread count to `thread_count()`: CPU goldens and bitwise checks assume one count per
-    process (1 vs 2 threads differ by ~1e-6 per UNet call, inside the CPU golden tolerance). With
-    HARNESS_DETERMINISTIC=1, also `deterministic_cuda`."""
+    process (1 vs 2 threads differ by ~1e-6 per UNet call, inside the CPU golden tolerance). Unless
+    HARNESS_FAST_CUDA=1, also `deterministic_cuda` (see `cuda_kernels`)."""
     n = thread_count()
     torch.set_num_threads(n)
-    if os.environ.get("HARNESS_DETERMINISTIC") == "1":
+    if cuda_kernels() == "deterministic":
         deterministic_cuda()
     return n
+
+
+def cuda_kernels(env: Mapping[str, str] = os.environ) -> str:
+    """"deterministic" (the default: the same bits in every process, `deterministic_cuda`) or "fast"
+    (HARNESS_FAST_CUDA=1: TF32 and cuDNN's autotuned algorithms, for speed; outputs may move between runs).
+    Recorded in every case's metrics.json and golden, and in the Part B recipe results."""
+    return "fast" if env.get("HARNESS_FAST_CUDA") == "1" else "deterministic"
 
 
 def thread_count(env: Mapping[str, str] = os.environ, cores: int | None = None) -> int:
@@ -72,7 +79,8 @@ def check_device(device: str | torch.device) -> torch.device:
 def deterministic_cuda() -> None:
     """CUDA kernels that give the same bits in every process: cuDNN's deterministic algorithms, no TF32,
     torch.use_deterministic_algorithms (warning where an op has none), and the cuBLAS workspace setting
-    it needs (read when CUDA starts, so call this first). The CUDA goldens were recorded without it."""
+    it needs (read when CUDA starts, so call this first). A no-op for CPU work, which is deterministic at a
+    fixed thread count anyway."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from harness.atomic import atomic_write_bytes, atomic_write_text
+from harness.devices import cuda_kernels
 from harness.errors import GoldenError
 from harness.outputs import Outputs
 
@@ -91,7 +92,8 @@ def _versions() -> dict[str, str]:
 
 def write(out: Outputs, backend: str, device: str | torch.device, root: Path | None = None) -> Path:
     """Store ``out`` as the golden for its section (atomically: npz first, then the json naming its hash).
-    Models run in float32 on CPU and float16 on CUDA (recorded as ``dtype``)."""
+    Models run in float32 on CPU and float16 on CUDA (recorded as ``dtype``; on CUDA also which kernels,
+    `devices.cuda_kernels`)."""
     folder = golden_dir(backend, out.meta["section"], device, root)
     buf = io.BytesIO()
     np.savez_compressed(buf, **{k: v.numpy().astype(np.float16) for k, v in out.images.items()})
@@ -106,6 +108,8 @@ def write(out: Outputs, backend: str, device: str | torch.device, root: Path | N
         "versions": _versions(),
         "images_sha256": hashlib.sha256(data).hexdigest(),
     }
+    if device_class(device) == "cuda":
+        record["cuda_kernels"] = cuda_kernels()
     atomic_write_text(folder / "metrics.json", json.dumps(record, indent=1, sort_keys=True, allow_nan=True) + "\n")
     return folder
 

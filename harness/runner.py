@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 
 from harness.atomic import atomic_write_text
-from harness.devices import check_device
+from harness.devices import check_device, cuda_kernels
 from harness.errors import GoldenError
 from harness.outputs import Outputs
 from harness.seeding import DEFAULT_SEED
@@ -68,7 +68,7 @@ def _sections_taking(name: str):
 
 def save_outputs(out: Outputs, folder: str | Path, device: str = "cpu") -> Path:
     """Write every image as PNG (batches as one grid), animations as GIF, and metrics.json (with the
-    run's device, threads, versions and date under "run"); drop a golden.json left by an earlier run
+    run's device, threads, versions, date and, on CUDA, `cuda_kernels` under "run"); drop a golden.json left by an earlier run
     (record_verdict writes this run's)."""
     from harness.image_io import make_grid, save_gif, save_png
 
@@ -94,8 +94,11 @@ def _run_info(device: str) -> dict:
             versions[package] = version(package)
         except PackageNotFoundError:
             continue
-    return {"device": str(device), "threads": torch.get_num_threads(), "machine": platform.machine(),
+    info = {"device": str(device), "threads": torch.get_num_threads(), "machine": platform.machine(),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions}
+    if torch.device(device).type == "cuda":
+        info["cuda_kernels"] = cuda_kernels()
+    return info
 
 
 def record_verdict(out: Outputs, folder: str | Path, device: str, failures_root: str | Path | None = None):

@@ -3,7 +3,8 @@
     bash scripts/gpu_check.sh                       # on a lent GPU (device tool, carry .whl): results in $OUT
     bash scripts/gpu_check.sh --dry-run --out DIR   # here, on CPU: every step at tiny sizes (tests run it)
 
-Each step runs in its own process(es) under a time box; when it ends, its status and time go into
+Steps run by the plan in STEPS: phases in order, a phase's lanes at once, each lane's steps in turn. Each
+step runs in its own process(es) under a time box; when it ends, its status and time go into
 ``summary.json`` and the small results are packed again into ``OUT/results.tar.gz`` (Part B checkpoints
 into ``OUT/checkpoints.tar.partNN``, 15 MiB parts), so a run cut off at any point still brings home every
 finished step. A step whose time box no longer fits in what is left of --budget-s is skipped and says so.
@@ -22,7 +23,9 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -138,6 +141,7 @@ def step_env(c: Check) -> None:
 
     info = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
             "device": c.device, "dry_run": c.dry, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    info |= json.loads((c.work / "run.json").read_text())  # started, commit (`_start_run`)
     if c.device == "cuda":
         if not torch.cuda.is_available():
             raise StepFailed("torch sees no CUDA device")
@@ -177,28 +181,16 @@ def step_determinism(c: Check) -> None:
         {"bitwise": determinism(a, b), "golden_verdicts_from_second_process": verdicts}, indent=1, allow_nan=True) + "\n")
 
 
-def step_determinism_strict(c: Check) -> None:
-    """mnist's cases in two more processes with HARNESS_DETERMINISTIC=1 (`devices.deterministic_cuda`):
-    bitwise equal then? The first is also judged against the repository's CUDA goldens (recorded without
-    it), which says how far those settings move the outputs."""
-    from harness.golden import GOLDEN_ROOT
-    from harness.gpu.compare import determinism
-
-    env = {"HARNESS_DETERMINISTIC": "1"}
-    c.cases("strict-a", ("mnist",), 150, "--no-golden", "--against", str(GOLDEN_ROOT), env=env)
-    c.cases("strict-b", ("mnist",), 150, "--no-golden", env=env)
-    a = c.record("strict-a")
-    atomic_write_text(c.work / "determinism-strict.json", json.dumps(
-        {"bitwise": determinism(a, c.record("strict-b")),
-         "verdicts_against_repository_goldens": {k: v.get("verdict") for k, v in a.items()}},
-        indent=1, allow_nan=True) + "\n")
-
-
 def step_golden_check(c: Check) -> None:
-    """The reproductions (goldens and relations) on the device against the repository's CUDA goldens, as
-    a GPU runner runs them: are goldens recorded on one GPU good on this one?"""
-    _pytest(c, "reproductions", ["reproductions", "--backend", "tiny-if", "--backend", "mnist",
-                                 *(["-k", " or ".join(DRY_SECTIONS)] if c.dry else [])], 300)
+    """The reproductions (goldens and relations) under pytest on the device, as a GPU runner runs them: in a
+    third process against the goldens this run recorded (the `goldens` step), else the repository's."""
+    recorded = c.work / "golden"
+    env = {"HARNESS_GOLDEN_ROOT": str(recorded)} if (recorded / "cases.json").is_file() else None
+    from harness.runner import cases
+
+    select = [f"reproductions/test_sections.py::test_reproduces[{s}-{b}]" for s, b in cases(FULL_BACKENDS)
+              if s in DRY_SECTIONS] if c.dry else ["reproductions"]
+    _pytest(c, "reproductions", [*select, "--backend", "tiny-if", "--backend", "mnist"], 300, env)
 
 
 def step_agreement(c: Check) -> None:
@@ -208,11 +200,11 @@ def step_agreement(c: Check) -> None:
     atomic_write_text(c.work / "agreement.json", json.dumps(agreement(c.work / "golden", c.device), indent=1, allow_nan=True) + "\n")
 
 
-def _pytest(c: Check, name: str, args: list[str], timeout: float) -> None:
+def _pytest(c: Check, name: str, args: list[str], timeout: float, env: dict | None = None) -> None:
     json_path = c.work / "bench" / f"{name}.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)
     c.python(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--device", c.device, f"--benchmark-json={json_path}",
-              f"--junitxml={c.work / 'bench' / (name + '.xml')}", *args], name, timeout)
+              f"--junitxml={c.work / 'bench' / (name + '.xml')}", *args], name, timeout, env)
 
 
 def _bench_args(c: Check) -> list[str]:
@@ -233,15 +225,14 @@ def step_bench_deepfloyd_random(c: Check) -> None:
     _pytest(c, "bench-deepfloyd-random", ["benchmarks/test_sampler.py", *_bench_args(c), "-k", select], 420)
 
 
-def _partb(kind: str, name: str, *flags: str) -> Callable[[Check], None]:
+def _partb(kind: str) -> Callable[[Check], None]:
     def step(c: Check) -> None:
-        args = ["-m", "harness.gpu.partb", kind, "--device", c.device, "--out", str(c.work / "partb" / name)]
-        if c.dry:  # tiny sizes, and no --compile: compiling on a CPU takes most of a minute
-            args += [f for f in flags if f != "--compile"] + ["--tiny", "--fid-samples", "20", "--fid-stride", "30"]
-        else:
-            args += flags
-        c.python(args, f"partb-{name}", 420)
-    step.__doc__ = f"Part B {kind}: the course recipe{' with ' + ' '.join(flags) if flags else ', fp32 eager'}."
+        args = ["-m", "harness.gpu.partb", kind, "--device", c.device, "--out", str(c.work / "partb" / kind), "--export"]
+        if c.dry:
+            args += ["--tiny", "--fid-samples", "20", "--fid-stride", "30"]
+        c.python(args, f"partb-{kind}", 600, env={"HARNESS_FAST_CUDA": "1"})
+    step.__doc__ = (f"Part B {kind}: the course recipe, fp32 eager with TF32 (HARNESS_FAST_CUDA=1: training needs "
+                    f"speed, not bits), measured and exported as fp16.")
     return step
 
 
@@ -255,7 +246,7 @@ def step_tests(c: Check) -> None:
     """The unit tests on the device (loop guards under CUDA sync debug mode), 4 xdist workers sharing the
     GPU (serially they outlast the box)."""
     select = ["tests/test_loops.py", "-k", "part_b_sampling"] if c.dry else ["tests", "-n", "4", *NOT_ON_DEVICE]
-    _pytest(c, "tests", select, 300)
+    _pytest(c, "tests", select, 600, env={"HARNESS_NUM_THREADS": "2"})  # 8 of the 16 cores: lanes run beside it
 
 
 def step_ddp(c: Check) -> None:
@@ -268,30 +259,34 @@ def step_deepfloyd_random_suite(c: Check) -> None:
     c.cases("deepfloyd-random-suite", ("deepfloyd-random",), 600, "--no-golden")
 
 
-FAST = ("--bf16", "--channels-last")  # with --compile, backward failed on torch 2.11 (H200, 2026-11-27)
+@dataclass(frozen=True)
+class Step:
+    run: Callable[[Check], None]
+    box: float  # seconds: measured on an H200 (2026-11-27/28) with a margin, see docs/gpu-runners.md
+    phase: int  # phases run in order; a phase's lanes run at once, each lane's steps one after another
+    lane: str
 
-# name -> (step, time box in seconds). Ordered by value: what no GPU run has measured yet first, and the
-# three course recipes (with the fp32 reference that judges the fast flags' quality) together, so that one
-# lease measures all of them and brings their checkpoints home (over two calls: `pack`). The CUDA goldens,
-# determinism and agreement were recorded on an H200 on 2026-11-27 (benchmarks/results/), so they come
-# last: run them (--steps goldens,determinism,agreement) after a change that moves CUDA outputs.
-STEPS: dict[str, tuple[Callable[[Check], None], int]] = {
-    "env": (step_env, 90),
-    "partb-time-fast": (_partb("time", "time-fast", *FAST, "--export"), 170),
-    "partb-time-fp32": (_partb("time", "time-fp32"), 170),
-    "partb-class-fast": (_partb("class", "class-fast", *FAST, "--export"), 170),
-    "partb-denoiser-fast": (_partb("denoiser", "denoiser-fast", *FAST, "--export"), 150),
-    "ddp": (step_ddp, 90),
-    "bench-deepfloyd-random": (step_bench_deepfloyd_random, 240),
-    "bench": (step_bench, 240),
-    "determinism-strict": (step_determinism_strict, 120),
-    "golden-check": (step_golden_check, 180),
-    "partb-time-compile": (_partb("time", "time-compile", "--bf16", "--compile"), 200),
-    "tests": (step_tests, 240),
-    "deepfloyd-random-suite": (step_deepfloyd_random_suite, 300),
-    "goldens": (step_goldens, 180),
-    "determinism": (step_determinism, 180),
-    "agreement": (step_agreement, 30),
+
+# The default plan, by what only a GPU can produce: (1) env; (2) at once, each in its own processes: the
+# three course recipes (checkpoints; 146-175 s of training alone), the goldens lane (record, a second
+# process bitwise, against the CPU goldens, pytest reproductions against this run's goldens: about 80 s
+# each) and the tests lane (unit tests on CUDA, then DDP over nccl); (3) alone, since they are timed: the
+# benchmarks and the Part A suite at the real model's size (about 30 s a case). Two calls fit a 15-minute
+# lease: `--budget-s 450`, then `--resume --budget-s 220`, which brings the remaining exports home first.
+STEPS: dict[str, Step] = {
+    "env": Step(step_env, 90, 1, "env"),
+    "partb-time": Step(_partb("time"), 420, 2, "time"),
+    "partb-class": Step(_partb("class"), 420, 2, "class"),
+    "partb-denoiser": Step(_partb("denoiser"), 360, 2, "denoiser"),
+    "goldens": Step(step_goldens, 200, 2, "goldens"),
+    "determinism": Step(step_determinism, 200, 2, "goldens"),
+    "agreement": Step(step_agreement, 30, 2, "goldens"),
+    "golden-check": Step(step_golden_check, 200, 2, "goldens"),
+    "tests": Step(step_tests, 420, 2, "tests"),
+    "ddp": Step(step_ddp, 180, 2, "tests"),
+    "bench": Step(step_bench, 240, 3, "timed"),
+    "bench-deepfloyd-random": Step(step_bench_deepfloyd_random, 300, 3, "timed"),
+    "deepfloyd-random-suite": Step(step_deepfloyd_random_suite, 300, 3, "timed"),
 }
 MIN_STEP_S = 20  # a step starts only with at least this much of the budget left
 
@@ -303,12 +298,18 @@ def pack(c: Check, summary: dict[str, dict], home: set[str]) -> None:
     may bring back (FILES_BACK_*: the three course exports together are about 69 MB). The exports packed
     are listed in work/exports-pending.json; a --resume call counts them as home and packs the rest."""
     def small(info: tarfile.TarInfo):
-        skip = info.name.endswith(("_state.pt", ".safetensors")) or "/golden-b/cuda" in info.name or "/golden-b/cpu" in info.name
+        skip = (info.name.endswith(("_state.pt", ".safetensors", ".tmp")) or "/golden-b/cuda" in info.name
+                or "/golden-b/cpu" in info.name)
         return None if skip else info
 
     tmp = c.out / "results.tar.gz.tmp"
-    with tarfile.open(tmp, "w:gz") as tar:
-        tar.add(c.work, arcname="gpu-check", filter=small)
+    for attempt in range(3):  # steps in other lanes write beside it: a file can go between listing and reading
+        try:
+            with tarfile.open(tmp, "w:gz") as tar:
+                tar.add(c.work, arcname="gpu-check", filter=small)
+            break
+        except OSError as e:
+            print(f"gpu-check: packing again ({e})", flush=True)
     tmp.replace(c.out / "results.tar.gz")
     room = FILES_BACK_BYTES - (c.out / "results.tar.gz").stat().st_size
     chosen: list[Path] = []
@@ -352,35 +353,69 @@ def _exports_home(work: Path, resume: bool) -> set[str]:
 
 
 def run(c: Check, names: list[str], resume: bool = False) -> dict:
-    """Run the named steps in STEPS order; summary.json after each. The env step failing stops the run.
-    ``resume``: keep an earlier run's summary (same work folder) and skip the steps it finished ("ok")."""
+    """Run the named steps by the plan in STEPS (phases in order, a phase's lanes at once); summary.json
+    and the packed results after each step. The env step failing stops the run. ``resume``: keep an
+    earlier run's summary (same work folder) and skip the steps it finished ("ok")."""
     summary: dict[str, dict] = {}
     if resume and (c.work / "summary.json").is_file():
         summary = json.loads((c.work / "summary.json").read_text())
-    home = _exports_home(c.work, resume)
-    for name in names:
-        if summary.get(name, {}).get("status") == "ok" and name != "env":
-            continue
-        step, box = STEPS[name]
-        left = c.deadline - time.monotonic()
-        if left < MIN_STEP_S:
-            summary[name] = {"status": "skipped", "why": f"{left:.0f} s of the budget left"}
-        else:
-            start = time.monotonic()
-            c_step = Check(c.out, c.work, c.device, c.dry, min(c.deadline, start + box))
-            try:
-                step(c_step)
-                summary[name] = {"status": "ok"}
-            except Exception as e:  # noqa: BLE001 - a step's failure is recorded and the next step runs
-                summary[name] = {"status": "failed", "why": f"{type(e).__name__}: {e}"[:2000]}
-            summary[name]["seconds"] = round(time.monotonic() - start, 1)
-        print(f"gpu-check {name}: {summary[name]['status']} {summary[name].get('seconds', '')} "
-              f"{summary[name].get('why', '')}".rstrip(), flush=True)
-        atomic_write_text(c.work / "summary.json", json.dumps(summary, indent=1) + "\n")
-        pack(c, summary, home)
-        if name == "env" and summary[name]["status"] != "ok":
+    _start_run(c.work, resume)
+    home, lock = _exports_home(c.work, resume), threading.Lock()
+
+    def run_lane(lane: list[str]) -> None:
+        for name in lane:
+            result = _run_step(c, name, summary.get(name))
+            with lock:
+                summary[name] = result
+                print(f"gpu-check {name}: {result['status']} {result.get('seconds', '')} "
+                      f"{result.get('why', '')}".rstrip(), flush=True)
+                atomic_write_text(c.work / "summary.json", json.dumps(summary, indent=1) + "\n")
+                pack(c, summary, home)
+
+    for phase in sorted({STEPS[n].phase for n in names}):
+        lanes: dict[str, list[str]] = {}
+        for name in names:
+            if STEPS[name].phase == phase:
+                lanes.setdefault(STEPS[name].lane, []).append(name)
+        with ThreadPoolExecutor(len(lanes)) as pool:
+            list(pool.map(run_lane, lanes.values()))
+        if summary.get("env", {}).get("status") == "failed":
             break
     return summary
+
+
+def _run_step(c: Check, name: str, earlier: dict | None) -> dict:
+    """One step's summary entry: "ok" from an earlier call stands (env always runs again), "skipped" when
+    less than MIN_STEP_S of the budget is left, else it runs under min(its box, the run's deadline)."""
+    if earlier and earlier["status"] == "ok" and name != "env":
+        return earlier
+    start = time.monotonic()
+    if c.deadline - start < MIN_STEP_S:
+        return {"status": "skipped", "why": f"{c.deadline - start:.0f} s of the budget left"}
+    try:
+        STEPS[name].run(Check(c.out, c.work, c.device, c.dry, min(c.deadline, start + STEPS[name].box)))
+        result = {"status": "ok"}
+    except Exception as e:  # noqa: BLE001 - a step's failure is recorded and the next step runs
+        result = {"status": "failed", "why": f"{type(e).__name__}: {e}"[:2000]}
+    return result | {"seconds": round(time.monotonic() - start, 1)}
+
+
+def _start_run(work: Path, resume: bool) -> None:
+    """work/run.json: when the run began and at which commit (HARNESS_COMMIT, since the device's copy of the
+    tree has no .git); a --resume call keeps it, so all of a run's calls come home to one folder."""
+    path = work / "run.json"
+    if resume and path.is_file():
+        return
+    atomic_write_text(path, json.dumps({"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+                                        "commit": os.environ.get("HARNESS_COMMIT") or _git_head()}) + "\n")
+
+
+def _git_head() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -389,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=os.environ.get("OUT"), help="where results go (default: $OUT)")
     p.add_argument("--work", type=Path, help="working folder (default: OUT/../gpu-check-work)")
     p.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes, every step")
-    p.add_argument("--budget-s", type=float, default=540, help="the whole run's time budget (default 540 = 9 min)")
+    p.add_argument("--budget-s", type=float, default=450,
+                   help="the whole run's time budget (default 450: a first call of the plan in STEPS)")
     p.add_argument("--steps", help=f"comma-separated subset of: {', '.join(STEPS)}")
     p.add_argument("--resume", action="store_true", help="skip the steps an earlier run in --work finished")
     a = p.parse_args(argv)

@@ -1,10 +1,10 @@
 """Bring a GPU check's results home: ``python -m harness gpu-home FOLDER`` (the files the device returned).
 
 - ``golden/cuda/{tiny-if,mnist}/...``: the CUDA goldens process A wrote (compared from process B on the GPU);
-- ``benchmarks/results/<GPU>/``: pytest-benchmark JSON, env, summary, determinism, CPU-vs-CUDA agreement,
+- ``benchmarks/results/<GPU>/<started>/``: one folder per run (`run_name`), never another run's: pytest-benchmark JSON, env, summary, determinism, CPU-vs-CUDA agreement,
   Part B recipe results, per-case wall times, each pytest run's JUnit XML, and ``SUMMARY.md`` (the tables
   docs/gpu-runners.md cites);
-- ``out/gpu/<GPU>/checkpoints/``: the exported fp16 Part B checkpoints (with --ship-checkpoints also copied
+- ``out/gpu/<GPU>/<started>/checkpoints/``: the exported fp16 Part B checkpoints (with --ship-checkpoints also copied
   into ``harness/data/partb/``, the `mnist` backend's shipped set).
 """
 
@@ -40,6 +40,17 @@ def slug(gpu: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", gpu.strip()) or "unknown-gpu"
 
 
+def run_name(env: dict) -> str:
+    """A run's folder under its GPU's: when it started ('2026-11-28 21:05:09 UTC' -> '2026-11-28_21-05'), so
+    that every run keeps its own files and all calls of one run (--resume keeps `started`) share them. Runs
+    from before `started` existed are named by their env step's date."""
+    stamp = env.get("started", env.get("date", ""))
+    match = re.match(r"(\d{4}-\d{2}-\d{2})[ T](\d{2}):(\d{2})", stamp)
+    if not match:
+        raise HarnessError(f"env.json has no start time ({stamp!r}): not a results.tar.gz of `gpu-check`")
+    return f"{match[1]}_{match[2]}-{match[3]}"
+
+
 def unpack(files: Path, repo: Path = REPO, ship_checkpoints: bool = False) -> Path:
     """Unpack a run's files into ``repo``; return the results folder."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,7 +58,7 @@ def unpack(files: Path, repo: Path = REPO, ship_checkpoints: bool = False) -> Pa
             tar.extractall(tmp, filter="data")
         work = Path(tmp) / "gpu-check"
         env = json.loads((work / "env.json").read_text())
-        dest = repo / "benchmarks" / "results" / slug(env.get("gpu", env["device"]))
+        dest = repo / "benchmarks" / "results" / slug(env.get("gpu", env["device"])) / run_name(env)
         dest.mkdir(parents=True, exist_ok=True)
         for name in RESULTS:
             if (work / name).is_file():
@@ -66,7 +77,7 @@ def unpack(files: Path, repo: Path = REPO, ship_checkpoints: bool = False) -> Pa
             src = work / "golden" / device_class / backend
             if src.is_dir() and device_class == "cuda":
                 shutil.copytree(src, repo / "golden" / "cuda" / backend, dirs_exist_ok=True)
-    _unpack_checkpoints(files, repo / "out" / "gpu" / dest.name, repo if ship_checkpoints else None)
+    _unpack_checkpoints(files, repo / "out" / "gpu" / dest.parent.name / dest.name, repo if ship_checkpoints else None)
     (dest / "SUMMARY.md").write_text(summary_markdown(dest))
     return dest
 
@@ -123,8 +134,8 @@ def summary_markdown(dest: Path) -> str:
     """The results folder as Markdown: environment, steps, determinism, agreement, Part B recipes, benchmarks."""
     read = lambda n: json.loads((dest / n).read_text()) if (dest / n).is_file() else None  # noqa: E731
     env, parts = read("env.json") or {}, []
-    parts.append(f"# GPU check: {env.get('gpu', env.get('device'))}, {env.get('date', '')}\n\n"
-                 f"torch {env.get('torch')}, CUDA {env.get('cuda')}, driver {env.get('driver')}, "
+    parts.append(f"# GPU check: {env.get('gpu', env.get('device'))}, {env.get('started', env.get('date', ''))}\n\n"
+                 f"Commit {env.get('commit', 'not recorded')}; torch {env.get('torch')}, CUDA {env.get('cuda')}, driver {env.get('driver')}, "
                  f"Python {env.get('python')}; {env.get('libraries', '')}")
     if summary := read("summary.json"):
         parts.append("## Steps\n\n" + _table(["step", "status", "seconds", "note"], [
@@ -154,13 +165,15 @@ def summary_markdown(dest: Path) -> str:
         for path in recipes:
             r = json.loads(path.read_text())
             flags = "+".join(k for k, v in r["speed"].items() if v) or "fp32 eager"
-            m = r["measure"]
-            rows.append([r["kind"], flags, _g(r["train_seconds"], ".1f"), _g(r["epoch_seconds"][0], ".1f"),
-                         _g(r["steady_images_per_s"], ".0f"), _g(r["test_loss"], ".4f"),
+            m, losses = r.get("measure", {}), r["test_losses"]  # a recipe cut off by its box has no measurement
+            epochs = f"{len(losses)}" + ("" if r["finished"] else f" of {r.get('recipe', {}).get('epochs', '?')}, cut off")
+            rows.append([r["kind"], flags, r.get("cuda_kernels") or "", epochs, _g(r.get("train_seconds"), ".1f"),
+                         _g(r["epoch_seconds"][0] if r["epoch_seconds"] else None, ".1f"),
+                         _g(r.get("steady_images_per_s"), ".0f"), _g(losses[-1] if losses else None, ".4f"),
                          _g(m.get("fid_lite", m.get("psnr_sigma0.5")), ".2f"), _g(m.get("accuracy_cfg5"), ".3f")])
         parts.append("## Part B, the course recipes\n\n" + _table(
-            ["model", "speed flags", "train s", "first epoch s", "steady img/s", "test loss", "FID-lite (PSNR for denoiser)",
-             "accuracy"], rows))
+            ["model", "speed flags", "CUDA kernels", "epochs", "train s", "first epoch s", "steady img/s", "test loss",
+             "FID-lite (PSNR for denoiser)", "accuracy"], rows))
     for path in sorted(dest.glob("bench*.json")):
         rows = [[b["name"].split("::")[-1], _g(b["stats"]["median"] * 1e3, ".1f"), _g(b["extra_info"].get("images_per_s")),
                  _g(b["extra_info"].get("efficiency")), _g(b["extra_info"].get("vs_diffusers")),

@@ -24,7 +24,7 @@ from harness.atomic import atomic_write_text
 from harness.partb import checkpoints
 from harness.partb.evaluate import measure
 from harness.partb.train import KINDS, Speed, train
-from harness.devices import fix_threads
+from harness.devices import cuda_kernels, fix_threads
 
 TINY = dict(num_hiddens=8, subset=128, test_subset=32, epochs=2, save_epochs=(1, 2))
 
@@ -37,6 +37,7 @@ def run_recipe(kind: str, out: Path, device: str, speed: Speed, preset: str = "c
     fix_threads()
     cuda = torch.device(device).type == "cuda"
     result = {"kind": kind, "preset": preset, "speed": dataclasses.asdict(speed), "finished": False,
+              "cuda_kernels": cuda_kernels() if cuda else None,
               "device": torch.cuda.get_device_name() if cuda else "cpu", "epoch_seconds": [], "test_losses": []}
     start = time.perf_counter()
 
