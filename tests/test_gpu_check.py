@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -44,13 +45,16 @@ def dry_run(tmp_path_factory):
 def test_dry_run_runs_every_step_and_packs_its_results(dry_run):
     tmp, stdout = dry_run
     summary = json.loads((tmp / "work" / "summary.json").read_text())
-    assert list(summary) == list(check.STEPS)
+    assert set(summary) == set(check.STEPS)
     assert {k: v["status"] for k, v in summary.items() if v["status"] != "ok"} == {}, summary
-    assert [line.split()[1].rstrip(":") for line in stdout.splitlines() if line.startswith("gpu-check ")] == list(check.STEPS)
+    printed = [line.split()[1].rstrip(":") for line in stdout.splitlines() if line.startswith("gpu-check ")]
+    assert sorted(printed) == sorted(check.STEPS)
+    phases = [check.STEPS[name].phase for name in printed]
+    assert phases == sorted(phases)  # a phase starts when the one before has finished
     with tarfile.open(tmp / "out" / "results.tar.gz") as tar:
         names = set(tar.getnames())
-    for name in ("env.json", "determinism.json", "determinism-strict.json", "agreement.json", "bench/bench.json",
-                 "partb/time-fast/result.json", "golden/cases.json", "deepfloyd-random-suite/cases.json"):
+    for name in ("env.json", "run.json", "determinism.json", "agreement.json", "bench/bench.json", "partb/time/result.json",
+                 "golden/cases.json", "deepfloyd-random-suite/cases.json", "bench/reproductions.xml"):
         assert f"gpu-check/{name}" in names, name
     assert not any(n.endswith(("_state.pt", ".safetensors")) for n in names)  # checkpoints travel in parts
     assert sorted(p.name for p in (tmp / "out").glob("checkpoints.tar.part*")) == ["checkpoints.tar.part00"]
@@ -58,20 +62,37 @@ def test_dry_run_runs_every_step_and_packs_its_results(dry_run):
     assert det["bitwise"] and all(v["bitwise_equal"] for v in det["bitwise"].values())  # CPU: same bits
     suite = json.loads((tmp / "work" / "deepfloyd-random-suite" / "cases.json").read_text())
     assert all("needs --device cuda" in v["skipped"] for v in suite.values())
+    assert "HARNESS_GOLDEN_ROOT" not in os.environ  # golden-check judged this run's goldens through its own env
+    assert (tmp / "work" / "golden" / "cpu" / "mnist" / "B1.2").is_dir()
 
 
 def test_dry_run_comes_home(dry_run, tmp_path):
     tmp, _ = dry_run
     dest = unpack(tmp / "out", repo=tmp_path, ship_checkpoints=False)
-    assert dest == tmp_path / "benchmarks" / "results" / "cpu"
+    run = json.loads((tmp / "work" / "run.json").read_text())
+    assert dest == tmp_path / "benchmarks" / "results" / "cpu" / home.run_name(run)
     text = (dest / "SUMMARY.md").read_text()
     for heading in ("## Steps", "## Determinism", "## Part B, the course recipes", "## Benchmarks (bench.json)",
                     "## Pytest runs"):
         assert heading in text
+    assert f"Commit {run['commit']}" in text
     assert "| tests | 1 | 0 | 0 |" in text  # the dry run's one loop-guard test, from its JUnit XML
     assert not (tmp_path / "golden").exists()  # CPU goldens never come home from a check
-    assert sorted(p.name for p in (tmp_path / "out" / "gpu" / "cpu" / "checkpoints").iterdir()) == \
-        ["class-fast", "denoiser-fast", "time-fast"]
+    assert sorted(p.name for p in (tmp_path / "out" / "gpu" / "cpu" / dest.name / "checkpoints").iterdir()) == \
+        ["class", "denoiser", "time"]
+
+
+def test_each_run_comes_home_to_its_own_folder(tmp_path):
+    assert home.run_name({"started": "2026-11-28 21:05:09 UTC", "date": "2026-11-28 21:30:00 UTC"}) == "2026-11-28_21-05"
+    assert home.run_name({"date": "2026-11-27 10:04:07 UTC"}) == "2026-11-27_10-04"  # runs from before `started`
+    with pytest.raises(HarnessError, match="no start time"):
+        home.run_name({"date": "yesterday"})
+    work = tmp_path / "work"
+    work.mkdir()
+    check._start_run(work, resume=False)
+    first = (work / "run.json").read_text()
+    check._start_run(work, resume=True)
+    assert (work / "run.json").read_text() == first  # a --resume call is the same run
 
 
 def _check(tmp_path, budget_s: float = 60) -> check.Check:
@@ -110,6 +131,11 @@ def test_time_box_interrupts_the_step_and_keeps_what_it_wrote(tmp_path):
     assert not _running(pid)  # it ignored SIGINT, and was killed with the group
 
 
+def _steps(**steps) -> dict[str, check.Step]:
+    """name=(function, phase, lane) -> STEPS entries with a 10 s box."""
+    return {name: check.Step(fn, 10, phase, lane) for name, (fn, phase, lane) in steps.items()}
+
+
 def test_steps_record_failures_skip_out_of_budget_and_resume(tmp_path, monkeypatch):
     calls = []
 
@@ -120,7 +146,7 @@ def test_steps_record_failures_skip_out_of_budget_and_resume(tmp_path, monkeypat
         calls.append("boom")
         raise RuntimeError("broken step")
 
-    monkeypatch.setattr(check, "STEPS", {"env": (ok, 10), "a": (boom, 10), "b": (ok, 10)})
+    monkeypatch.setattr(check, "STEPS", _steps(env=(ok, 1, "env"), a=(boom, 2, "x"), b=(ok, 2, "x")))
     summary = check.run(_check(tmp_path), ["env", "a", "b"])
     assert {k: v["status"] for k, v in summary.items()} == {"env": "ok", "a": "failed", "b": "ok"}
     assert "RuntimeError: broken step" in summary["a"]["why"]
@@ -128,14 +154,32 @@ def test_steps_record_failures_skip_out_of_budget_and_resume(tmp_path, monkeypat
     summary = check.run(_check(tmp_path), ["env", "a", "b"], resume=True)
     assert calls == ["ok", "boom"]  # b finished before: only env (always) and the failed step run again
     summary = check.run(_check(tmp_path, budget_s=0), ["env", "a"])
-    assert summary["env"]["status"] == "skipped" and "a" not in summary  # no env, no run
+    assert summary["env"]["status"] == "skipped" and summary["a"]["status"] == "skipped"
+
+
+def test_lanes_of_a_phase_run_at_once_and_phases_in_order(tmp_path, monkeypatch):
+    both = threading.Barrier(2, timeout=60)  # passes only when the two lanes' steps wait at the same time
+    seen = []
+
+    def meet(c):
+        both.wait()
+        seen.append("met")
+
+    def after(c):
+        seen.append("after")
+
+    monkeypatch.setattr(check, "STEPS", _steps(env=(after, 1, "env"), a=(meet, 2, "x"), b=(meet, 2, "y"),
+                                               c=(after, 3, "timed")))
+    summary = check.run(_check(tmp_path, budget_s=120), list(check.STEPS))
+    assert {k: v["status"] for k, v in summary.items()} == dict.fromkeys("env a b c".split(), "ok")
+    assert seen == ["after", "met", "met", "after"]
 
 
 def test_env_failure_stops_the_run(tmp_path, monkeypatch):
     def no_gpu(c):
         raise check.StepFailed("torch sees no CUDA device")
 
-    monkeypatch.setattr(check, "STEPS", {"env": (no_gpu, 10), "a": (lambda c: None, 10)})
+    monkeypatch.setattr(check, "STEPS", _steps(env=(no_gpu, 1, "env"), a=(lambda c: None, 2, "x")))
     summary = check.run(_check(tmp_path), ["env", "a"])
     assert list(summary) == ["env"] and summary["env"]["status"] == "failed"
 
