@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from harness import backends
-from harness.backends import Backend, BackendSpec, DenoiserBackend, Judge, PartBBackend, get_backend
+from harness.backends import BackendSpec, get_backend
+from harness.denoisers.backend import Backend, DenoiserBackend, Judge, PartBBackend
 from harness.runner import cases, run_case
 from harness.sections import get_section
 from tests.analytic import AnalyticDenoiser, patterns

@@ -22,7 +22,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from harness.backends import DenoiserBackend
+from harness.denoisers.backend import DenoiserBackend
 from harness.errors import UnknownName
 from harness.partb.sampling import UNetDenoiser
 from harness.schedules import linear_alphas_cumprod

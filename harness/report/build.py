@@ -14,10 +14,10 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from harness.errors import HarnessError
+from harness.layout import Assets, Picture, Row
 from harness.report import benchmarks
-from harness.report.assets import Assets, Picture
 from harness.report.cases import Case, find_cases
-from harness.report.layouts import Row, layout
+from harness.report.layouts import layout
 from harness.sections import SECTIONS
 
 

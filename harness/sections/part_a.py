@@ -13,7 +13,7 @@ the course does for display; timesteps in image names are on the course's 1000-s
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -23,15 +23,13 @@ from harness.diffusion import estimate_x0, forward
 from harness.editing import inpaint, sdedit
 from harness.filters import gaussian_blur, low_pass
 from harness.guides import CFG, VIEWS, Anagram, Hybrid, Plain
+from harness.layout import Rows, hole, shrink
 from harness.metrics import psnr, ssim
 from harness.outputs import Outputs
 from harness.sampling import iterative_denoise, sample
 from harness.schedules import course_t, strided_timesteps
 from harness.sections.registry import Relation, RunContext, Section, register
 from harness.seeding import randn
-
-if TYPE_CHECKING:
-    from harness.report.layouts import Rows
 
 PHOTO = "a high quality photo"
 NOISE_LEVELS = (250, 500, 750)
@@ -374,8 +372,6 @@ def run_inpaint(ctx: RunContext) -> Outputs:
 
 def show_inpaint(r: Rows) -> None:
     """Original, mask, the hole to fill and the result, one row per picture."""
-    from harness.report.assets import hole
-
     masks = r.case.meta.get("masks", [])
     clean, mask = r.assets.tiles(r.case, "clean"), r.assets.tiles(r.case, "mask")
     for j, label in enumerate(_show_labels(r, "clean", r.p.get("images", []))):
@@ -472,8 +468,6 @@ def run_hybrids(ctx: RunContext) -> Outputs:
 def show_hybrids(r: Rows) -> None:
     """Each hybrid at full size (the near prompt) and shrunk 4x (the far prompt), separate and shared uncond;
     where a judge measured it, the far-only sample from the same seeds beside them."""
-    from harness.report.assets import shrink
-
     for j, (far, near) in enumerate(r.case.meta.get("hybrids", [])):
         pictures = []
         for variant, note in (("separate", ""), ("shared", " (shared uncond)")):

@@ -7,12 +7,11 @@ on every backend whose row in `harness.backends.BACKENDS` lists part B (a `PartB
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 
 from harness.filters import gaussian_blur
+from harness.layout import Rows
 from harness.metrics import psnr
 from harness.outputs import Outputs
 from harness.partb import checkpoints
@@ -23,9 +22,6 @@ from harness.partb.train import loss_series
 from harness.schedules import linear_alphas_cumprod
 from harness.sections.registry import Relation, RunContext, Section, register
 from harness.seeding import randn
-
-if TYPE_CHECKING:
-    from harness.report.layouts import Rows
 
 EPOCHS = [1, 5, 10, 15, 20]
 

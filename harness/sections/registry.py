@@ -9,6 +9,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from harness.errors import UnknownName
+from harness.layout import Rows
 from harness.outputs import Outputs
 from harness.seeding import DEFAULT_SEED, generators
 
@@ -69,8 +70,8 @@ class Section:
 
     inputs: the user inputs it accepts (``"image"``, ``"mask"``, ``"prompt"``).
     by_backend: backend name -> the parameters it changes on that backend (`params_for`).
-    layout: fills the report's `harness.report.layouts.Rows` from the image names ``run`` writes (written
-    next to ``run``); None shows every image under "other outputs".
+    layout: fills the report's `Rows` from the image names ``run`` writes (written next to ``run``); None
+    shows every image under "other outputs".
     It runs on every backend whose table row lists its part (`backends`).
     """
 
@@ -82,7 +83,7 @@ class Section:
     inputs: tuple[str, ...] = ()
     relations: tuple[Relation, ...] = ()
     by_backend: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    layout: Callable[[Any], None] | None = None
+    layout: Callable[[Rows], None] | None = None
 
     @property
     def backends(self) -> tuple[str, ...]:
