@@ -11,22 +11,19 @@ from typing import Callable
 import pytest
 import torch
 
-from harness.partb.train import Speed
+from harness.partb.speed import Speed
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("diffusion-harness benchmarks")
-    group.addoption("--bf16", action="store_true", help="Part B training under bf16 autocast (recorded in extra_info)")
-    group.addoption("--channels-last", action="store_true", help="Part B training with channels_last weights")
-    group.addoption("--compile", action="store_true", help="Part B training with a torch.compile'd UNet")
+    Speed.add_flags(group.addoption)  # Part B training's speed flags, recorded in extra_info
     group.addoption("--bench-budget-s", type=float, default=20.0,
                     help="seconds of timed rounds per benchmark case (after the warm-up; default 20)")
     group.addoption("--bench-min-rounds", type=int, default=5, help="fewest timed rounds per case (default 5)")
 
 
 def speed_flags(config) -> Speed:
-    return Speed(bf16=config.getoption("--bf16"), channels_last=config.getoption("--channels-last"),
-                 compile=config.getoption("--compile"))
+    return Speed.from_flags(lambda name: config.getoption(name))
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from harness.errors import BadImage, GoldenError, HarnessError, UnknownName
+from harness.partb.speed import Speed
 from harness.seeding import DEFAULT_SEED
 
 
@@ -54,9 +55,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="change a recipe field (JSON value), e.g. --set epochs=2 --set save_epochs=[1,2]")
     train.add_argument("--max-steps", type=int, help="at most this many steps per epoch (smoke runs)")
     train.add_argument("--no-progress", action="store_true")
-    for flag, what in (("--bf16", "bf16 autocast of the forward pass"), ("--channels-last", "channels_last weights"),
-                       ("--compile", "torch.compile the model")):
-        train.add_argument(flag, action="store_true", help=f"speed: {what} (not part of the recipe)")
+    Speed.add_flags(train.add_argument)
     train.add_argument("--export", action="store_true",
                        help="measure the checkpoints and copy them (fp16) into harness/data/partb/")
 
@@ -173,14 +172,14 @@ def cmd_train(args: argparse.Namespace) -> None:
     from harness.devices import check_device, fix_threads
     from harness.partb import checkpoints, distributed
     from harness.partb.evaluate import measure
-    from harness.partb.train import Speed, recipe_overrides, train
+    from harness.partb.train import recipe_overrides, train
 
     fix_threads()
     overrides = recipe_overrides(args.set)
     check_device(args.device)
     world = distributed.init(args.device)
     device = world.device(args.device)
-    speed = Speed(bf16=args.bf16, channels_last=args.channels_last, compile=args.compile)
+    speed = Speed.from_flags(lambda name: getattr(args, name))
     trainer = train(args.kind, args.preset, args.out, args.seed, device, resume=not args.no_resume,
                     max_steps=args.max_steps, progress=not args.no_progress, speed=speed, world=world, **overrides)
     if world.is_main:

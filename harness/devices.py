@@ -35,7 +35,8 @@ def fix_threads() -> int:
 
 def cuda_kernels(env: Mapping[str, str] = os.environ) -> str:
     """"deterministic" (the default: the same bits in every process, `deterministic_cuda`) or "fast"
-    (HARNESS_FAST_CUDA=1: TF32 and cuDNN's autotuned algorithms, for speed; outputs may move between runs).
+    (HARNESS_FAST_CUDA=1: torch's defaults, TF32 convolutions and cuDNN's fastest algorithms, for speed;
+    outputs may move between processes).
     Recorded in every case's metrics.json and golden, and in the Part B recipe results."""
     return "fast" if env.get("HARNESS_FAST_CUDA") == "1" else "deterministic"
 
@@ -79,8 +80,10 @@ def check_device(device: str | torch.device) -> torch.device:
 def deterministic_cuda() -> None:
     """CUDA kernels that give the same bits in every process: cuDNN's deterministic algorithms, no TF32,
     torch.use_deterministic_algorithms (warning where an op has none), and the cuBLAS workspace setting
-    it needs (read when CUDA starts, so call this first). A no-op for CPU work, which is deterministic at a
-    fixed thread count anyway."""
+    it needs (read when cuBLAS starts, so call this first). Nothing where no GPU is visible: CPU work is
+    deterministic at a fixed thread count already, and the CPU goldens were recorded without these settings."""
+    if not torch.cuda.is_available():
+        return
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False

@@ -1,6 +1,7 @@
 """The command line: list, run, golden update, and its errors (exit 2 with the valid names)."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -164,6 +165,32 @@ def test_threads_are_shared_out_among_xdist_workers():
     assert thread_count({"PYTEST_XDIST_WORKER_COUNT": "8"}, cores=2) == 1
     assert thread_count({"PYTEST_XDIST_WORKER_COUNT": "2", "HARNESS_NUM_THREADS": "3"}, cores=2) == 3
     assert thread_count({"LOCAL_WORLD_SIZE": "2", "WORLD_SIZE": "4"}, cores=16) == 8  # torchrun ranks on this machine
+
+
+@pytest.mark.parametrize("fast, expected", [(None, "True True False False :4096:8"), ("1", "False False False True unset")])
+def test_cuda_kernels_are_deterministic_unless_opted_out(fast, expected):
+    """fix_threads (every CLI command, the tests, the GPU check's processes) asks for deterministic CUDA
+    kernels; HARNESS_FAST_CUDA=1 leaves torch's fast defaults. In a fresh process (the settings are
+    global), with a GPU made visible to the check."""
+    script = ("import os, torch; torch.cuda.is_available = lambda: True\n"
+              "from harness.devices import fix_threads; fix_threads()\n"
+              "print(torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,\n"
+              "      torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,\n"
+              "      os.environ.get('CUBLAS_WORKSPACE_CONFIG', 'unset'))")
+    env = {k: v for k, v in os.environ.items() if k not in ("HARNESS_FAST_CUDA", "CUBLAS_WORKSPACE_CONFIG")}
+    if fast:
+        env["HARNESS_FAST_CUDA"] = fast
+    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert res.stdout.split() == expected.split(), res.stderr[-2000:]
+
+
+def test_each_cuda_run_records_its_kernels(monkeypatch):
+    from harness.runner import _run_info
+
+    assert "cuda_kernels" not in _run_info("cpu")
+    assert _run_info("cuda")["cuda_kernels"] == "deterministic"
+    monkeypatch.setenv("HARNESS_FAST_CUDA", "1")
+    assert _run_info("cuda:0")["cuda_kernels"] == "fast"
 
 
 def test_xdist_workers_take_gpus_in_turn():

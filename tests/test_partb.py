@@ -13,6 +13,8 @@ import torch
 from harness.partb import mnist
 from harness.partb.fid import fid_lite, load_classifier
 from harness.partb.sampling import ddpm_sample, partb_timesteps
+from harness.errors import UnknownName
+from harness.partb.speed import Speed
 from harness.partb.train import PRESETS, Trainer, build_model, train
 from harness.partb.unet import ClassConditionalUNet, TimeConditionalUNet, UnconditionalUNet
 from harness.schedules import linear_alphas_cumprod
@@ -138,6 +140,42 @@ def test_resume_continues_bitwise(tmp_path):
     for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
     assert straight.train_log == resumed.train_log
+
+
+def _graphs_run(tmp_path, device: str, graphs: bool) -> Trainer:
+    """2 epochs of 3 steps of a narrow class model, the last batch of each epoch partial (eager even under
+    --graphs), the lr decaying between epochs."""
+    recipe = dataclasses.replace(PRESETS["quick"]["class"], epochs=2, subset=80, num_hiddens=8, batch_size=32,
+                                 test_subset=64)
+    trainer = Trainer(recipe, tmp_path / str(graphs), device=device, speed=Speed(graphs=graphs))
+    for _ in range(recipe.epochs):
+        trainer.train_epoch(progress=False)
+    return trainer
+
+
+def test_graphs_on_the_cpu_are_the_eager_step_bitwise(tmp_path):
+    eager, graphed = _graphs_run(tmp_path, "cpu", False), _graphs_run(tmp_path, "cpu", True)
+    assert graphed.graphed is None and eager.train_log == graphed.train_log
+    for a, b in zip(eager.model.state_dict().values(), graphed.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
+def test_the_graphed_step_equals_eager_on_cuda(tmp_path):
+    """The same draws through the captured step: weights and losses as eager's to float rounding (capturable
+    Adam computes the same update on the device; the warm-up before capture is undone)."""
+    eager, graphed = _graphs_run(tmp_path, "cuda", False), _graphs_run(tmp_path, "cuda", True)
+    assert graphed.graphed is not None
+    np.testing.assert_allclose([v for *_, v in graphed.train_log], [v for *_, v in eager.train_log], rtol=1e-4)
+    for name, a in eager.model.state_dict().items():
+        b = graphed.model.state_dict()[name]
+        assert torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-5), name
+
+
+def test_graphs_refuse_compile(tmp_path):
+    recipe = dataclasses.replace(PRESETS["quick"]["time"], subset=64, num_hiddens=8, test_subset=64)
+    with pytest.raises(UnknownName, match="--graphs runs one process without --compile"):
+        Trainer(recipe, tmp_path, device="cuda", speed=Speed(graphs=True, compile=True))
 
 
 def test_presets_match_the_writeups():

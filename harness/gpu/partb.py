@@ -1,6 +1,6 @@
 """A Part B recipe run for the GPU check: train with speed flags, time every epoch, measure, export fp16.
 
-    python -m harness.gpu.partb time --device cuda --out DIR [--bf16 --channels-last --compile] [--export]
+    python -m harness.gpu.partb time --device cuda --out DIR [--bf16 --channels-last --compile --graphs] [--export]
 
 Writes ``DIR/result.json`` after every epoch: the flags, wall time of the whole run and of each epoch (the
 first holds torch.compile's compilation), images/s of the steady epochs, test losses, and the measurement of
@@ -23,7 +23,8 @@ import torch
 from harness.atomic import atomic_write_text
 from harness.partb import checkpoints
 from harness.partb.evaluate import measure
-from harness.partb.train import KINDS, Speed, train
+from harness.partb.speed import Speed
+from harness.partb.train import KINDS, train
 from harness.devices import cuda_kernels, fix_threads
 
 TINY = dict(num_hiddens=8, subset=128, test_subset=32, epochs=2, save_epochs=(1, 2))
@@ -84,10 +85,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fid-stride", type=int, default=1)
     p.add_argument("--export", action="store_true")
     p.add_argument("--tiny", action="store_true", help="the dry run's recipe (see the module docstring)")
-    for flag in ("bf16", "channels-last", "compile"):
-        p.add_argument(f"--{flag}", action="store_true")
+    Speed.add_flags(p.add_argument)
     a = p.parse_args(argv)
-    speed = Speed(bf16=a.bf16, channels_last=a.channels_last, compile=a.compile)
+    speed = Speed.from_flags(lambda name: getattr(a, name))
     preset, overrides = ("quick", TINY) if a.tiny else ("course", {})
     run_recipe(a.kind, a.out, a.device, speed, preset, a.fid_samples, a.fid_stride, a.export, **overrides)
 

@@ -32,6 +32,7 @@ from harness.errors import UnknownName
 from harness.partb.distributed import World, barrier, data_parallel, global_batchnorm, sum_over_ranks
 from harness.partb.mnist import load_mnist, to_float
 from harness.partb.plot import line_plot
+from harness.partb.speed import Speed
 from harness.partb.unet import ClassConditionalUNet, TimeConditionalUNet, UnconditionalUNet
 from harness.partb.weights import init_weights_
 from harness.schedules import linear_alphas_cumprod
@@ -81,17 +82,6 @@ def _tuples(fields: dict) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
 
 
-@dataclass(frozen=True)
-class Speed:
-    """How a run is executed, not what it computes (kept out of the recipe and its checkpoints; benchmarks
-    record it): bf16 autocast of the forward pass, channels_last weights, a torch.compile'd model.
-    All off (the default) is the reference fp32 eager loop that the shipped checkpoints came from."""
-
-    bf16: bool = False
-    channels_last: bool = False
-    compile: bool = False
-
-
 PRESETS: dict[str, dict[str, Recipe]] = {
     "course": {
         "denoiser": Recipe("denoiser", 128, 256, 1e-4, 5, (1, 5)),
@@ -118,20 +108,28 @@ def build_model(kind: str, num_hiddens: int, generator: torch.Generator | None =
 
 def loss_fn(model, kind: str, x: torch.Tensor, labels: torch.Tensor | None, recipe: Recipe, gen: torch.Generator,
             abar: torch.Tensor, n: int | None = None, rows: slice = slice(None)) -> torch.Tensor:
-    """The kind's training loss on a batch x in [0, 1] (N, 1, 28, 28); every draw from ``gen`` (CPU),
-    moved to x's device without a host synchronisation. x may be the ``rows`` of a global batch of n:
-    the draws are made for all n (so ``gen`` advances as in one process) and these rows kept."""
+    """The kind's training loss on a batch x in [0, 1] (N, 1, 28, 28): ||model(inputs) - target||^2 with
+    `model_inputs`' draws."""
+    inputs, target = model_inputs(kind, x, labels, recipe, gen, abar, n, rows)
+    return F.mse_loss(model(*inputs), target)
+
+
+def model_inputs(kind: str, x: torch.Tensor, labels: torch.Tensor | None, recipe: Recipe, gen: torch.Generator,
+                 abar: torch.Tensor, n: int | None = None, rows: slice = slice(None)) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+    """The kind's model inputs and regression target (module docstring) for a batch x; every draw from
+    ``gen`` (CPU), moved to x's device without a host synchronisation. x may be the ``rows`` of a global
+    batch of n: the draws are made for all n (so ``gen`` advances as in one process) and these rows kept."""
     n = x.shape[0] if n is None else n
     eps = to_device(torch.randn((n, *x.shape[1:]), generator=gen)[rows], x.device)
     if kind == "denoiser":
-        return F.mse_loss(model(x + recipe.sigma * eps), x)
+        return (x + recipe.sigma * eps,), x
     t = torch.randint(0, recipe.T, (n,), generator=gen)[rows]
     x_t = forward(x, t, abar, eps)
     t_in = to_device(t.float() / recipe.T, x.device)
     if kind == "time":
-        return F.mse_loss(model(x_t, t_in), eps)
+        return (x_t, t_in), eps
     keep = _keep_mask(n, recipe.p_uncond, gen)[rows]
-    return F.mse_loss(model(x_t, t_in, to_device(F.one_hot(labels, 10).float() * keep[:, None], x.device)), eps)
+    return (x_t, t_in, to_device(F.one_hot(labels, 10).float() * keep[:, None], x.device)), eps
 
 
 def _keep_mask(n: int, p_uncond: float, gen: torch.Generator) -> torch.Tensor:
@@ -145,6 +143,10 @@ class Trainer:
     def __init__(self, recipe: Recipe, out_dir: Path, seed: int = 0, device: str = "cpu", speed: Speed = Speed(),
                  world: World = World()):
         self.recipe, self.out, self.device, self.speed, self.world = recipe, Path(out_dir), torch.device(device), speed, world
+        self.graphs = speed.graphs and self.device.type == "cuda"
+        if self.graphs and (speed.compile or world.distributed):
+            raise UnknownName("--graphs runs one process without --compile: CUDA graphs capture the eager step "
+                              "(drop --compile, or run without torchrun)")
         self.gen = torch.Generator().manual_seed(seed)
         self.seed = seed
         images, labels = load_mnist("train")
@@ -161,34 +163,52 @@ class Trainer:
         self.forward_model = data_parallel(self.model, world)
         if speed.compile:
             self.forward_model = torch.compile(self.forward_model)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=recipe.lr)
+        # a captured Adam step reads lr from the device: a tensor that the scheduler fills in place
+        self.opt = (torch.optim.Adam(self.model.parameters(), lr=torch.tensor(recipe.lr, device=self.device), capturable=True)
+                    if self.graphs else torch.optim.Adam(self.model.parameters(), lr=recipe.lr))
+        self.graphed: GraphedStep | None = None
         self.sched = torch.optim.lr_scheduler.ExponentialLR(self.opt, 0.1 ** (1 / recipe.epochs)) if recipe.lr_decay else None
         self.epoch, self.train_log, self.test_log = 0, [], []
 
     # -- the loop --------------------------------------------------------------------------------
-    def batch_loss(self, idx: torch.Tensor) -> torch.Tensor:
-        """The loss of global batch ``idx``: this rank's share of it, weighted so that DDP's gradient
-        average is the whole batch's (one process: the batch, weight 1)."""
+    def batch_inputs(self, idx: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """This rank's share of global batch ``idx``: the model inputs and target (`model_inputs`)."""
         rows = self.world.share(len(idx))
         mine = idx[rows]
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.speed.bf16):
-            loss = loss_fn(self.forward_model, self.recipe.kind, self.x[to_device(mine, self.device)], self.y[mine],
-                           self.recipe, self.gen, self.abar, len(idx), rows)
-        return loss * self.world.loss_weight(len(idx)) if self.world.distributed else loss
+        return model_inputs(self.recipe.kind, self.x[to_device(mine, self.device)], self.y[mine], self.recipe, self.gen,
+                            self.abar, len(idx), rows)
+
+    def batch_loss(self, inputs: tuple[torch.Tensor, ...], target: torch.Tensor, n: int) -> torch.Tensor:
+        """The loss of a global batch of n, weighted so that DDP's gradient average is the whole batch's
+        (one process: the batch, weight 1)."""
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.speed.bf16, cache_enabled=not self.graphs):
+            loss = F.mse_loss(self.forward_model(*inputs), target)
+        return loss * self.world.loss_weight(n) if self.world.distributed else loss
+
+    def eager_step(self, inputs: tuple[torch.Tensor, ...], target: torch.Tensor, n: int) -> torch.Tensor:
+        """One Adam step on the batch's loss; returns the loss (on the device)."""
+        loss = self.batch_loss(inputs, target, n)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return loss.detach()
 
     def train_steps(self, perm: torch.Tensor, steps: int, progress: bool = False) -> torch.Tensor:
         """The step loop: batches perm[i B:(i+1) B] of the data held as one tensor on the device, one Adam
-        step each; the losses stay on the device (no host synchronisation per step). Returns the global
-        batches' losses (steps,) (summed over ranks once, at the end)."""
+        step each (with --graphs on CUDA, a full batch replays the captured step); the losses stay on the
+        device (no host synchronisation per step). Returns the global batches' losses (steps,) (summed over
+        ranks once, at the end)."""
         self.model.train()
         r = self.recipe
         losses = []
         for i in tqdm(range(steps), desc=f"{r.kind} epoch {self.epoch + 1}/{r.epochs}", disable=not progress, leave=False):
-            loss = self.batch_loss(perm[i * r.batch_size:(i + 1) * r.batch_size])
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
-            losses.append(loss.detach())
+            idx = perm[i * r.batch_size:(i + 1) * r.batch_size]
+            inputs, target = self.batch_inputs(idx)
+            if self.graphs and len(idx) == r.batch_size:
+                self.graphed = self.graphed or GraphedStep(self, inputs, target)
+                losses.append(self.graphed(inputs, target))
+            else:
+                losses.append(self.eager_step(inputs, target, len(idx)))
         return sum_over_ranks(torch.stack(losses)) / self.world.size
 
     def train_epoch(self, progress: bool, max_steps: int | None = None) -> None:
@@ -258,6 +278,45 @@ class Trainer:
         _write_csv(self.out / f"{k}_test_loss.csv", ["epoch", "test_loss"], self.test_log)
         line_plot(self.out / f"{k}_loss.png", loss_series(self.train_log, self.test_log),
                   title=f"{k} UNet, {self.recipe.num_hiddens} hidden, loss (log scale)")
+
+
+class GraphedStep:
+    """A trainer's eager step (`Trainer.eager_step`) captured once as a CUDA graph and replayed per full
+    batch: the batch's inputs and target (drawn as in eager, from the run's generator) are copied into
+    static buffers, so one launch replaces the hundreds of kernel launches that bound a step of these small
+    UNets. Capturing needs warm-up steps; they run on the first batch, and the weights, BatchNorm
+    statistics and Adam state are then put back, so training continues exactly as in eager (to float
+    rounding: capturable Adam is the same update computed on the device)."""
+
+    def __init__(self, trainer: Trainer, inputs: tuple[torch.Tensor, ...], target: torch.Tensor, warmup: int = 3):
+        self.inputs, self.target = [x.clone() for x in inputs], target.clone()
+        model, opt, n = trainer.model, trainer.opt, len(target)
+        weights = {k: v.clone() for k, v in model.state_dict().items()}
+        state = {p: {k: v.clone() for k, v in opt.state[p].items()} for p in opt.state}
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(warmup):
+                trainer.eager_step(self.inputs, self.target, n)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        opt.zero_grad(set_to_none=True)
+        with torch.cuda.graph(self.graph):
+            self.loss = trainer.batch_loss(self.inputs, self.target, n)
+            self.loss.backward()
+            opt.step()
+        with torch.no_grad():  # undo the warm-up: the same tensors (the graph's addresses), the earlier values
+            for k, v in model.state_dict().items():
+                v.copy_(weights[k])
+            for p, values in opt.state.items():
+                for k, v in values.items():
+                    v.copy_(state[p][k]) if p in state else v.zero_()
+
+    def __call__(self, inputs: tuple[torch.Tensor, ...], target: torch.Tensor) -> torch.Tensor:
+        for static, x in zip((*self.inputs, self.target), (*inputs, target)):
+            static.copy_(x)
+        self.graph.replay()
+        return self.loss.detach().clone()
 
 
 def loss_series(train_log, test_log) -> dict[str, tuple[list[float], list[float]]]:
