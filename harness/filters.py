@@ -14,6 +14,8 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from harness.devices import to_device
+
 
 def gaussian_kernel1d(kernel_size: int, sigma: float) -> torch.Tensor:
     """w_i = exp(-x_i^2 / (2 sigma^2)) / sum_j w_j,  x = linspace(-(k-1)/2, (k-1)/2, k)."""
@@ -42,8 +44,10 @@ def gaussian_blur(x: torch.Tensor, kernel_size: int, sigma: float) -> torch.Tens
 @lru_cache(maxsize=32)
 def _separable_weights(kernel_size: int, sigma: float, c: int, device: torch.device, dtype: torch.dtype):
     """The depthwise row (c, 1, 1, k) and column (c, 1, k, 1) kernels, built once per (k, sigma, c, device,
-    dtype): a sampling loop blurs every step and would otherwise rebuild (and copy to the GPU) each time."""
-    w = gaussian_kernel1d(kernel_size, sigma).to(device, dtype)
+    dtype): a sampling loop blurs every step and would otherwise rebuild (and copy to the GPU) each time.
+    The first build happens inside the loop (hybrids blur at their first step), so the copy must not block:
+    a plain ``.to("cuda")`` synchronises, which tests/test_loops.py's CUDA sync-debug guard rejects."""
+    w = to_device(gaussian_kernel1d(kernel_size, sigma), device).to(dtype)
     return w.reshape(1, 1, 1, -1).expand(c, 1, 1, -1), w.reshape(1, 1, -1, 1).expand(c, 1, -1, 1)
 
 

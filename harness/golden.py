@@ -96,7 +96,7 @@ def write(out: Outputs, backend: str, device: str | torch.device, root: Path | N
     `devices.cuda_kernels`)."""
     folder = golden_dir(backend, out.meta["section"], device, root)
     buf = io.BytesIO()
-    np.savez_compressed(buf, **{k: v.numpy().astype(np.float16) for k, v in out.images.items()})
+    np.savez_compressed(buf, **{k: v.detach().cpu().numpy().astype(np.float16) for k, v in out.images.items()})
     data = buf.getvalue()
     atomic_write_bytes(folder / "images.npz", data)
     record = {
@@ -183,7 +183,7 @@ def verdict(out: Outputs, backend: str, device: str | torch.device, root: Path |
     if set(golden_images) != set(out.images):
         problems.append(f"image names differ: golden {sorted(golden_images)}, obtained {sorted(out.images)}")
     for name in sorted(set(golden_images) & set(out.images)):
-        got, want = out.images[name].numpy(), golden_images[name]
+        got, want = out.images[name].detach().cpu().numpy(), golden_images[name]
         if got.shape != want.shape:
             problems.append(f"{name}: shape {got.shape} != golden {want.shape}")
             images[name] = {"passed": False, "shape": list(got.shape), "golden_shape": list(want.shape)}

@@ -13,7 +13,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from harness import golden
 from harness.cli import main
+from harness.devices import cuda_kernels
 from harness.partb.distributed import World
 
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -73,6 +75,8 @@ def ranks(request) -> tuple[str, int]:
 
 def test_ddp_training_takes_the_single_process_step(ranks, tmp_path):
     device, nproc = ranks
+    if device == "cuda" and cuda_kernels() == "fast":
+        pytest.skip("HARNESS_FAST_CUDA=1: TF32 and autotuned kernels round beyond the fp32 tolerances measured here")
     assert main(["train", "time", "--out", str(tmp_path / "one"), "--device", device, *SMALL]) == 0
     run = torchrun(str(SCRIPTS / "threads_left.py"), "train", "time", "--out", str(tmp_path / "ddp"), "--device", device,
                    *SMALL, nproc=nproc)
@@ -110,8 +114,14 @@ def test_fid_lite_over_ranks_equals_one_process(ranks, capsys):
     assert two.returncode == 0, two.stderr[-3000:]
     two = json.loads(two.stdout)
     assert (one["ranks"], two["ranks"]) == (1, nproc)
-    assert two["fid_lite"] == pytest.approx(one["fid_lite"], rel=1e-9)  # measured 1e-13: sums in another order
-    assert two["accuracy_cfg5"] == one["accuracy_cfg5"]
+    if device == "cpu":
+        assert two["fid_lite"] == pytest.approx(one["fid_lite"], rel=1e-9)  # measured 1e-13: sums in another order
+        assert two["accuracy_cfg5"] == one["accuracy_cfg5"]
+    else:  # one process takes FID-lite's statistics on the CPU, nccl ranks on their GPUs, and each rank samples a
+        # smaller batch, which cuBLAS and cuDNN may round otherwise: the CUDA goldens' metric tolerance
+        cuda = golden.TOLERANCES["cuda"]
+        assert golden.metric_close(two["fid_lite"], one["fid_lite"], cuda)
+        assert golden.metric_close(two["accuracy_cfg5"], one["accuracy_cfg5"], cuda)
 
 
 def test_errors_name_the_rank_and_the_fix(monkeypatch, capsys):

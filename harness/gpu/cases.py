@@ -25,7 +25,7 @@ from harness.devices import fix_threads
 
 def image_hashes(images) -> dict[str, str]:
     """sha256 of each image's float32 bytes: equal hashes are bitwise-equal outputs."""
-    return {k: hashlib.sha256(v.float().contiguous().numpy().tobytes()).hexdigest() for k, v in images.items()}
+    return {k: hashlib.sha256(v.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest() for k, v in images.items()}
 
 
 def run_cases(pairs: list[tuple[str, str]], device: str, root: Path, against: Path | None = None,
