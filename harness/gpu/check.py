@@ -225,14 +225,18 @@ def step_bench_deepfloyd_random(c: Check) -> None:
     _pytest(c, "bench-deepfloyd-random", ["benchmarks/test_sampler.py", *_bench_args(c), "-k", select])
 
 
-def _partb(kind: str) -> Callable[[Check], None]:
+def _partb(kind: str, *flags: str) -> Callable[[Check], None]:
+    """A Part B course recipe, measured; with no speed flags (fp32 eager, TF32: training needs speed, not
+    bits, so HARNESS_FAST_CUDA=1) also exported as fp16 for shipping, since it is the reference."""
+    name = "-".join([kind, *(f.removeprefix("--") for f in flags)])
+
     def step(c: Check) -> None:
-        args = ["-m", "harness.gpu.partb", kind, "--device", c.device, "--out", str(c.work / "partb" / kind), "--export"]
+        args = ["-m", "harness.gpu.partb", kind, "--device", c.device, "--out", str(c.work / "partb" / name), *flags]
+        args += [] if flags else ["--export"]
         if c.dry:
             args += ["--tiny", "--fid-samples", "20", "--fid-stride", "30"]
-        c.python(args, f"partb-{kind}", env={"HARNESS_FAST_CUDA": "1"})
-    step.__doc__ = (f"Part B {kind}: the course recipe, fp32 eager with TF32 (HARNESS_FAST_CUDA=1: training needs "
-                    f"speed, not bits), measured and exported as fp16.")
+        c.python(args, f"partb-{name}", env={"HARNESS_FAST_CUDA": "1"})
+    step.__doc__ = f"Part B {kind}: the course recipe, {' '.join(flags) or 'fp32 eager, exported'}."
     return step
 
 
@@ -271,7 +275,8 @@ class Step:
 # three course recipes (checkpoints; 146-175 s of training alone), the goldens lane (record, a second
 # process bitwise, against the CPU goldens, pytest reproductions against this run's goldens: about 80 s
 # each) and the tests lane (unit tests on CUDA, then DDP over nccl); (3) alone, since they are timed: the
-# benchmarks and the Part A suite at the real model's size (about 30 s a case). Two calls fit a 15-minute
+# time recipe with --graphs (target 20 s, against the eager recipe's figures from phase 2), the benchmarks
+# and the Part A suite at the real model's size (about 30 s a case). Two calls fit a 15-minute
 # lease: `--budget-s 450`, then `--resume --budget-s 220`, which brings the remaining exports home first.
 STEPS: dict[str, Step] = {
     "env": Step(step_env, 90, 1, "env"),
@@ -284,6 +289,7 @@ STEPS: dict[str, Step] = {
     "golden-check": Step(step_golden_check, 200, 2, "goldens"),
     "tests": Step(step_tests, 420, 2, "tests"),
     "ddp": Step(step_ddp, 180, 2, "tests"),
+    "partb-time-graphs": Step(_partb("time", "--graphs"), 240, 3, "timed"),
     "bench": Step(step_bench, 240, 3, "timed"),
     "bench-deepfloyd-random": Step(step_bench_deepfloyd_random, 300, 3, "timed"),
     "deepfloyd-random-suite": Step(step_deepfloyd_random_suite, 300, 3, "timed"),
