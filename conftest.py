@@ -12,6 +12,8 @@ from harness.devices import fix_threads  # noqa: E402
 
 fix_threads()
 
+pytest_plugins = ["benchmarks.keep_finished"]
+
 
 def pytest_addoption(parser):
     group = parser.getgroup("diffusion-harness")
