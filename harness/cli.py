@@ -8,13 +8,14 @@ import os
 import sys
 from pathlib import Path
 
-from harness.errors import BadImage, GoldenError, HarnessError, UnknownName
+from harness.cli_args import ArgumentParser, file, folder, positive
+from harness.errors import BadImage, BadValue, GoldenError, HarnessError, UnknownName
 from harness.partb.speed import Speed
 from harness.seeding import DEFAULT_SEED
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
+    p = ArgumentParser(prog="python -m harness", description=__doc__)
     p.add_argument("--mnist-root", help="folder with the MNIST IDX files (MNIST/raw layout); default: MNIST_ROOT, "
                                         "else the cache filled by `python -m harness data mnist`")
     sub = p.add_subparsers(dest="command", required=True)
@@ -53,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--no-resume", action="store_true")
     train.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                        help="change a recipe field (JSON value), e.g. --set epochs=2 --set save_epochs=[1,2]")
-    train.add_argument("--max-steps", type=int, help="at most this many steps per epoch (smoke runs)")
+    train.add_argument("--max-steps", type=positive, help="at most this many steps per epoch (smoke runs)")
     train.add_argument("--no-progress", action="store_true")
     Speed.add_flags(train.add_argument)
     train.add_argument("--export", action="store_true",
@@ -62,10 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     measure = sub.add_parser("measure", help="FID-lite (time, class; class also accuracy) or PSNR (denoiser) of a "
                                               "Part B checkpoint; under torchrun the samples split over ranks")
     measure.add_argument("kind", choices=["denoiser", "time", "class"])
-    measure.add_argument("--epoch", type=int, help="default: the last epoch of the recipe")
+    measure.add_argument("--epoch", type=positive, help="default: the last epoch of the recipe")
     measure.add_argument("--checkpoints", help="folder of a `train --out`; default: the shipped checkpoints")
-    measure.add_argument("--samples", type=int, default=1000, help="samples (at most the 10000 test digits)")
-    measure.add_argument("--stride", type=int, default=10, help="sample every stride-th of the T=300 timesteps")
+    measure.add_argument("--samples", type=positive, default=1000, help="samples (at most the MNIST test digits)")
+    measure.add_argument("--stride", type=positive, default=10, help="sample every stride-th of the T=300 timesteps")
     measure.add_argument("--seed", type=int, default=0)
     measure.add_argument("--device", default="cpu")
     measure.add_argument("--out", help="also write the measurements to this JSON file")
@@ -114,13 +115,14 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     fix_threads()
     _check_backend(args.backend)
-    own_inputs = any((args.image, args.mask, args.prompt)) or args.seed != DEFAULT_SEED
+    root = folder(args.out)
+    own = [f"--{k}" for k in ("image", "mask", "prompt", "seed") if getattr(args, k) not in (None, DEFAULT_SEED)]
     for section_id, backend in _cases(args.sections, args.backend):
         out = run_case(section_id, backend, args.seed, args.device, args.image, args.mask, args.prompt,
                        progress=not args.no_progress)
-        folder = save_outputs(out, Path(args.out) / section_id / out.meta["backend"], args.device)
-        verdict = "" if own_inputs else _record_verdict(out, folder, args)
-        print(f"{section_id}: wrote {len(out.images)} images and metrics.json to {folder}{verdict}")
+        saved = save_outputs(out, root / section_id / out.meta["backend"], args.device)
+        verdict = f"; golden: not judged (own {', '.join(own)})" if own else _record_verdict(out, saved, args)
+        print(f"{section_id}: wrote {len(out.images)} images and metrics.json to {saved}{verdict}")
 
 
 def _record_verdict(out, folder: Path, args: argparse.Namespace) -> str:
@@ -176,6 +178,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     fix_threads()
     overrides = recipe_overrides(args.set)
+    folder(args.out)
     check_device(args.device)
     world = distributed.init(args.device)
     device = world.device(args.device)
@@ -199,13 +202,27 @@ def cmd_measure(args: argparse.Namespace) -> None:
     from harness.devices import check_device, fix_threads
     from harness.partb import checkpoints, distributed
     from harness.partb.evaluate import measure
+    from harness.partb.mnist import SPLIT_SIZES
     from harness.partb.train import PRESETS
 
     fix_threads()
+    recipe = PRESETS["quick"][args.kind]
+    root = Path(args.checkpoints) if args.checkpoints else None
+    if root is not None and not root.is_dir():
+        raise BadValue(f"--checkpoints {root} is no folder: pass the --out of a `train` run, or leave it out for "
+                       f"the shipped checkpoints")
+    epoch = args.epoch or recipe.epochs
+    if epoch not in (saved := checkpoints.saved_epochs(args.kind, root)):
+        raise BadValue(f"--epoch {epoch}: no {args.kind} checkpoint of that epoch in {root or checkpoints.shipped_dir()}; "
+                       f"epochs there: {', '.join(map(str, saved)) or 'none (train one first)'}")
+    if args.samples > SPLIT_SIZES["test"]:
+        raise BadValue(f"--samples {args.samples}: at most the {SPLIT_SIZES['test']} test digits")
+    if args.stride > recipe.T:
+        raise BadValue(f"--stride {args.stride}: at most T = {recipe.T} (1 samples every timestep)")
+    if args.out:
+        file(args.out)
     check_device(args.device)
     world = distributed.init(args.device)
-    root = Path(args.checkpoints) if args.checkpoints else None
-    epoch = args.epoch or PRESETS["quick"][args.kind].epochs
     model = checkpoints.load(args.kind, epoch, root, world.device(args.device))[0]
     result = {"kind": args.kind, "epoch": epoch, "ranks": world.size,
               **measure(args.kind, model, args.seed, args.samples, args.stride, world)}
@@ -251,5 +268,5 @@ def _dispatch(args: argparse.Namespace) -> int:
         world = World.from_env()
         rank = f"rank {world.rank} of {world.size}: " if world.distributed else ""
         print(f"error: {rank}{e}", file=sys.stderr)
-        return 2 if isinstance(e, (UnknownName, BadImage)) else 1
+        return 2 if isinstance(e, (UnknownName, BadImage, BadValue)) else 1
     return 0

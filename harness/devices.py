@@ -10,7 +10,7 @@ from typing import Mapping
 
 import torch
 
-from harness.errors import HarnessError
+from harness.errors import BadValue
 
 
 def to_device(x: torch.Tensor, device: str | torch.device) -> torch.Tensor:
@@ -64,15 +64,15 @@ def worker_device(device: str, worker: str | None, gpus: int) -> str:
 
 
 def check_device(device: str | torch.device) -> torch.device:
-    """The torch device that ``--device`` names, or a one-line HarnessError saying what is missing."""
+    """The torch device that ``--device`` names, or a one-line BadValue saying what is missing."""
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
-        raise HarnessError(f"--device {device!r} is not a torch device ({e}): pass cpu, cuda or cuda:N") from None
+        raise BadValue(f"--device {device!r} is not a torch device ({e}): pass cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         why = ("this torch is a CPU build" if torch.version.cuda is None
                else "no CUDA GPU is visible (driver, CUDA_VISIBLE_DEVICES)")
-        raise HarnessError(f"--device {device}: {why} (torch {torch.__version__}); on a GPU machine "
+        raise BadValue(f"--device {device}: {why} (torch {torch.__version__}); on a GPU machine "
                            f"`pip install torch==2.13.0` takes the CUDA build, or pass --device cpu")
     return dev
 

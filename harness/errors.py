@@ -12,6 +12,10 @@ class UnknownName(HarnessError, KeyError):
         return str(self.args[0])
 
 
+class BadValue(HarnessError, ValueError):
+    """A command-line value that cannot be used (a file where a folder belongs, a device this machine lacks)."""
+
+
 class BadImage(HarnessError, ValueError):
     """A user image or mask that cannot be used as given."""
 

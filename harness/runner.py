@@ -37,6 +37,7 @@ def run_case(section_id: str, backend: str | None = None, seed: int = DEFAULT_SE
     loaded in the backend's own image shape (grey 28x28 for mnist, RGB 64x64 for IF) with one-line
     BadImage errors, and the shape they were loaded in is recorded with their source.
     """
+    from harness.image_io import open_image
     from harness.user_inputs import image_size, load_image, load_mask
     from harness.sections import RunContext, get_section, run_section
     from harness.errors import UnknownName
@@ -47,6 +48,9 @@ def run_case(section_id: str, backend: str | None = None, seed: int = DEFAULT_SE
             raise UnknownName(f"section {section.id} takes no --{name}; sections that do: "
                               + ", ".join(s.id for s in _sections_taking(name)))
     check_device(device)
+    for name, path in (("image", image), ("mask", mask)):
+        if path is not None:
+            open_image(path, name)  # a missing or unreadable file says so before any model is built
     ctx = RunContext(backend_name=backend or section.backends[0], device=device, seed=seed,
                      params=dict(params or {}), prompt=prompt, progress=progress)
     if image is not None or mask is not None:

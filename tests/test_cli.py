@@ -63,6 +63,14 @@ def test_user_image_and_bad_user_image(tmp_path, capsys):
     assert "bad.png" in err and len(err.splitlines()) == 1
 
 
+def test_an_own_prompt_is_not_judged_against_the_default_golden(tmp_path, capsys):
+    assert main(["run", "A1.1", "--prompt", "", "--out", str(tmp_path), "--no-progress"]) == 2  # A1.1 takes no prompt
+    capsys.readouterr()
+    assert main(["run", "A1.7.3", "--prompt", "", "--out", str(tmp_path), "--no-progress"]) == 0
+    assert "golden: not judged (own --prompt)" in capsys.readouterr().out
+    assert not (tmp_path / "A1.7.3" / "tiny-if" / "golden.json").exists()
+
+
 def test_module_entry_point_runs():
     res = subprocess.run([sys.executable, "-m", "harness", "list"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "A1.9" in res.stdout
@@ -141,7 +149,7 @@ def test_an_unusable_device_is_one_line(device, build, says, capsys, monkeypatch
     """On any machine: a CPU build of torch, or a CUDA build that sees no GPU."""
     monkeypatch.setattr(torch.version, "cuda", build)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert main(["run", "A1.4", "--device", device]) == 1
+    assert main(["run", "A1.4", "--device", device]) == 2
     err = capsys.readouterr().err.strip()
     assert says in err and "pass" in err and len(err.splitlines()) == 1
 

@@ -151,7 +151,7 @@ def test_benchmark_chart_and_ratios(report, outputs, tmp_path):
 def test_no_outputs_and_a_foreign_folder_are_clear_errors(outputs, tmp_path, capsys):
     with pytest.raises(HarnessError, match=r"no outputs under .*: run `python -m harness run all"):
         build_report(tmp_path, tmp_path / "report")
-    assert main(["report", "--outputs", str(tmp_path), "--out", str(tmp_path / "r")]) == 1
+    assert main(["report", "--outputs", str(tmp_path), "--out", str(tmp_path / "r")]) == 2  # a bad --outputs value
     assert "run `python -m harness run all" in capsys.readouterr().err
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "mine.txt").write_text("keep")

@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Callable
 
 from harness.atomic import atomic_write_text
+from harness.cli_args import ArgumentParser, folder, seconds
+from harness.errors import BadValue
 
 PART_BYTES = 15 * 2**20
 # A device call sends at most 64 MiB (the tree and the carried paths) and brings back from $OUT at most
@@ -429,12 +431,12 @@ def _git_head() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness gpu-check", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python -m harness gpu-check", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=os.environ.get("OUT"), help="where results go (default: $OUT)")
     p.add_argument("--work", type=Path, help="working folder (default: OUT/../gpu-check-work)")
     p.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes, every step")
-    p.add_argument("--budget-s", type=float, help="the whole run's time budget (default 450 s, a first call of "
+    p.add_argument("--budget-s", type=seconds, help="the whole run's time budget (default 450 s, a first call of "
                                                   "the plan in STEPS; none for --dry-run)")
     p.add_argument("--steps", help=f"comma-separated subset of: {', '.join(STEPS)}")
     p.add_argument("--resume", action="store_true", help="skip the steps an earlier run in --work finished")
@@ -445,6 +447,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(a.steps.split(",")) - set(STEPS) if a.steps else set()
     if unknown:
         p.error(f"unknown steps {sorted(unknown)}; steps: {', '.join(STEPS)}")
+    try:
+        for flag, path in (("--out", a.out), ("--work", a.work or a.out)):
+            folder(path, flag)
+    except BadValue as e:
+        p.error(str(e))
     a.out.mkdir(parents=True, exist_ok=True)
     work = a.work or a.out.resolve().parent / "gpu-check-work"
     work.mkdir(parents=True, exist_ok=True)

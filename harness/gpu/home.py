@@ -23,6 +23,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from harness.cli_args import ArgumentParser
 from harness.errors import HarnessError
 from harness.golden import GOLDEN_ROOT
 from harness.gpu.check import DEVICE_CALL_BYTES, FULL_BACKENDS
@@ -53,6 +54,9 @@ def run_name(env: dict) -> str:
 
 def unpack(files: Path, repo: Path = REPO, ship_checkpoints: bool = False) -> Path:
     """Unpack a run's files into ``repo``; return the results folder."""
+    if not (files / "results.tar.gz").is_file():
+        raise HarnessError(f"{files} holds no results.tar.gz: pass the folder a GPU check's call brought back "
+                           f"(the device tool's files_at) or a run under ../shared/gpu-runs/")
     with tempfile.TemporaryDirectory() as tmp:
         with tarfile.open(files / "results.tar.gz") as tar:
             tar.extractall(tmp, filter="data")
@@ -213,8 +217,8 @@ def _largest(metrics: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness gpu-home", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python -m harness gpu-home", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", type=Path, help="the folder holding results.tar.gz (and checkpoints.tar.partNN)")
     p.add_argument("--ship-checkpoints", action="store_true", help="also copy the fp16 checkpoints into harness/data/partb/")
     a = p.parse_args(argv)
@@ -222,5 +226,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"results in {unpack(a.files, ship_checkpoints=a.ship_checkpoints)}")
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return 2
     return 0

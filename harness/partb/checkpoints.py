@@ -30,6 +30,12 @@ def _path(kind: str, epoch: int, root: Path | None = None) -> Path:
     return (root or shipped_dir()) / f"{kind}_epoch{epoch}.safetensors"
 
 
+def saved_epochs(kind: str, root: Path | None = None) -> list[int]:
+    """The epochs of ``kind`` with a checkpoint in ``root`` (default: the shipped set), in order."""
+    names = (root or shipped_dir()).glob(f"{kind}_epoch*.safetensors")
+    return sorted(int(p.stem.removeprefix(f"{kind}_epoch")) for p in names if p.stem.removeprefix(f"{kind}_epoch").isdigit())
+
+
 def metadata(kind: str, epoch: int, root: Path | None = None) -> dict:
     with safe_open(_path(kind, epoch, root), "pt") as f:
         return dict(f.metadata() or {})

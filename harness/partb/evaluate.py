@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from harness.errors import HarnessError
+from harness.errors import BadValue
 from harness.metrics import psnr
 from harness.partb.distributed import World, sum_over_ranks
 from harness.partb.fid import classify, fid_lite, load_classifier
@@ -26,7 +26,7 @@ def test_digits(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first n MNIST test digits in [0, 1] and their labels."""
     images, labels = load_mnist("test")
     if n > len(images):
-        raise HarnessError(f"FID-lite compares samples with as many test digits, and MNIST has {len(images)}: "
+        raise BadValue(f"FID-lite compares samples with as many test digits, and MNIST has {len(images)}: "
                            f"ask for at most {len(images)} samples (asked for {n})")
     return to_float(images[:n]), torch.from_numpy(labels[:n])
 
@@ -64,7 +64,7 @@ def measure(kind: str, model, seed: int = 0, n: int = 200, stride: int = 10, wor
             x = model(z.to(next(model.parameters()).device)).cpu()
             return {"psnr_sigma0.5": psnr(x.clamp(0, 1) * 2 - 1, clean * 2 - 1), "psnr_digits": n}
     if kind == "class" and n % 10:
-        raise HarnessError(f"class: {n} samples cannot hold every digit equally often; ask for a multiple of 10")
+        raise BadValue(f"class: {n} samples cannot hold every digit equally often; ask for a multiple of 10")
     labels = torch.arange(10).repeat(n // 10) if kind == "class" else None
     fid, x = sample_fid(model, generators(seed, f"measure/{kind}", n), labels, stride=stride, world=world)
     out = {"fid_lite": fid, "fid_samples": n, "fid_stride": stride}

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from harness.errors import HarnessError
+from harness.cli_args import folder
+from harness.errors import BadValue
 from harness.layout import Assets, Picture, Row
 from harness.report import benchmarks
 from harness.report.cases import Case, find_cases
@@ -36,10 +37,10 @@ def build_report(outputs: str | Path = "out", dest: str | Path = "out/report", b
                  benchmarks_root: str | Path = ".benchmarks") -> Path:
     """Write the report of the cases under ``outputs`` to ``dest`` (replacing an earlier report there)
     and return the path of its index.html."""
+    dest = folder(dest)
     cases = find_cases(outputs, backends)
-    dest = Path(dest)
     if dest.exists() and any(dest.iterdir()) and not (dest / "index.html").exists():
-        raise HarnessError(f"{dest} exists and is not a report (no index.html): pass another --out")
+        raise BadValue(f"{dest} exists and is not a report (no index.html): pass another --out")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
     try:

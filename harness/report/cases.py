@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import BadValue, HarnessError
 from harness.sections import SECTIONS, Section
 
 
@@ -35,7 +35,7 @@ class Case:
 
 def find_cases(root: str | Path, backends: list[str] | None = None) -> list[Case]:
     """The saved cases under ``root`` (optionally only ``backends``), sections in registry order and each
-    section's backends in its own order; HarnessError naming the fix when there are none."""
+    section's backends in its own order; BadValue naming the fix when there are none."""
     root = Path(root)
     cases = []
     for section in SECTIONS.values():
@@ -47,7 +47,7 @@ def find_cases(root: str | Path, backends: list[str] | None = None) -> list[Case
                 cases.append(load_case(section, backend, folder / backend))
     if not cases:
         only = f" for backend(s) {', '.join(backends)}" if backends else ""
-        raise HarnessError(f"no outputs under {root}/{only}: run `python -m harness run all --out {root}` first")
+        raise BadValue(f"no outputs under {root}/{only}: run `python -m harness run all --out {root}` first")
     return cases
 
 
