@@ -257,16 +257,41 @@ COMMANDS = {"list": lambda args: cmd_list(), "run": cmd_run, "golden": cmd_golde
             "train": cmd_train, "measure": cmd_measure, "report": cmd_report}
 
 
+# How to need less GPU memory, per command (the one line of an out-of-memory error).
+LESS_MEMORY = {
+    "run": "run one section at a time (`run SECTION`), or --device cpu, which needs no GPU memory",
+    "golden": "update one section at a time (`golden update SECTION`)",
+    "train": "lower the batch, e.g. --set batch_size=64, or train over several GPUs with torchrun",
+    "measure": "measure fewer samples (--samples), or split them over GPUs with torchrun",
+    "report": "the report needs no GPU: run it where the outputs are",
+}
+
+
 def _dispatch(args: argparse.Namespace) -> int:
-    """Run the command; a HarnessError becomes one line on stderr (naming the rank under torchrun) and exit
-    status 2 (a bad name or image) or 1."""
+    """Run the command; a HarnessError or running out of GPU memory becomes one line on stderr (naming
+    the rank under torchrun) and exit status 2 (a bad name, value or image) or 1."""
     try:
         COMMANDS[args.command](args)
     except HarnessError as e:
-        from harness.partb.distributed import World
-
-        world = World.from_env()
-        rank = f"rank {world.rank} of {world.size}: " if world.distributed else ""
-        print(f"error: {rank}{e}", file=sys.stderr)
+        print(f"error: {_rank()}{e}", file=sys.stderr)
         return 2 if isinstance(e, (UnknownName, BadImage, BadValue)) else 1
+    except Exception as e:
+        import torch
+
+        from harness.devices import out_of_memory
+
+        if not isinstance(e, torch.OutOfMemoryError):
+            raise
+        fix = LESS_MEMORY.get(args.command, "free GPU memory (other processes) and run it again")
+        print(f"error: {_rank()}{out_of_memory(e, f'running `{args.command}`', fix)}",
+              file=sys.stderr)
+        return 1
     return 0
+
+
+def _rank() -> str:
+    """'rank R of N: ' under torchrun, else ''."""
+    from harness.partb.distributed import World
+
+    world = World.from_env()
+    return f"rank {world.rank} of {world.size}: " if world.distributed else ""

@@ -6,6 +6,7 @@ for deterministic CUDA kernels."""
 from __future__ import annotations
 
 import os
+import re
 from typing import Mapping
 
 import torch
@@ -75,6 +76,17 @@ def check_device(device: str | torch.device) -> torch.device:
         raise BadValue(f"--device {device}: {why} (torch {torch.__version__}); on a GPU machine "
                            f"`pip install torch==2.13.0` takes the CUDA build, or pass --device cpu")
     return dev
+
+
+def out_of_memory(e: BaseException, doing: str, fix: str) -> str:
+    """One line for a torch.OutOfMemoryError: what was being done, the allocation that failed, the free and
+    total memory of the current GPU, and how to need less."""
+    asked = re.search(r"Tried to allocate [\d.]+ [KMG]iB", str(e))
+    where = ""
+    if torch.cuda.is_available():
+        free, total = torch.cuda.mem_get_info()
+        where = f"; {free / 2**30:.1f} of {total / 2**30:.1f} GiB free on {torch.cuda.get_device_name()}"
+    return f"out of GPU memory while {doing} ({asked[0] if asked else 'allocation failed'}{where}): {fix}"
 
 
 def deterministic_cuda() -> None:

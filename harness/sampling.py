@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from harness import finite
 from harness.denoisers.base import Denoiser
 from harness.diffusion import step_schedule, strided_step
 from harness.seeding import randn
@@ -37,6 +38,7 @@ def iterative_denoise(
 
     keep: timesteps t whose x_t to return (the writeup's intermediates at 690, 540, 390, 240, 90).
     after_step(x_t', i, t'): a hook run after each step (inpainting re-imposes the known region there).
+    Inside `finite.watching()` (every case) each step's x_t' is watched for NaN/Inf without a host read.
     Returns the clean image (x at timesteps[-1]) and {t: x_t} for t in keep.
     """
     if not 0 <= i_start < len(timesteps):
@@ -48,6 +50,9 @@ def iterative_denoise(
     kept: dict[int, torch.Tensor] = {}
     steps = range(i_start, len(timesteps) - 1)
     coefs = dict(zip(steps, step_schedule(abar, timesteps[i_start:-1], timesteps[i_start + 1:], x)))
+    watch = finite.current()
+    if watch is not None:
+        watch.start_loop()
     for i in tqdm(steps, desc="iterative_denoise", disable=not progress, leave=False):
         t, t_prev = timesteps[i], timesteps[i + 1]
         if t in keep:
@@ -58,6 +63,8 @@ def iterative_denoise(
                             None if est.v is None else est.v.float(), denoiser.x0_clip)
         if after_step is not None:
             x = after_step(x, i + 1, t_prev)
+        if watch is not None:
+            watch.step(x, i, t_prev)
     if timesteps[-1] in keep:
         kept[timesteps[-1]] = x.clone()
     return x, kept

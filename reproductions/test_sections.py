@@ -14,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
+import torch
+
 from harness import golden
 from harness.backends import has_goldens
+from harness.devices import out_of_memory
 from harness.errors import BackendUnavailable
 from harness.report.cases import load_case
 from harness.report.layouts import unplaced_images
@@ -29,6 +32,9 @@ def test_reproduces(case, device, request):
         out = run_case(section_id, backend, device=device)
     except BackendUnavailable as e:
         pytest.skip(str(e))
+    except torch.OutOfMemoryError as e:
+        pytest.fail(out_of_memory(e, f"running {section_id} on {backend}", "run the cases on fewer xdist workers "
+                                  "per GPU (-n), or on a GPU with more memory"), pytrace=False)
     where = request.config.getoption("--device")  # the run's, not this xdist worker's cuda:K: one report
     folder = save_outputs(out, Path("out") / "pytest" / where / section_id / backend, device)
     verdict = None

@@ -20,6 +20,7 @@ import harness
 from harness.backends import get_backend
 from harness.diffusion import ddpm_step, step_coefficients, step_schedule, strided_step
 from harness.editing import inpaint
+from harness.finite import watching
 from harness.guides import CFG, VIEWS, Anagram, Hybrid, Plain
 from harness.partb.sampling import ddpm_loop, partb_timesteps
 from harness.partb.train import PRESETS, Trainer, build_model
@@ -97,7 +98,7 @@ def test_part_a_sampling_loops_do_not_synchronise(no_sync, device):
     guides = _guides(den)
     x_orig = torch.zeros(1, *den.image_shape, device=den.device)
     mask = torch.zeros(den.image_shape[-2:], device=den.device)
-    with torch.inference_mode(), no_sync():
+    with torch.inference_mode(), no_sync(), watching():  # as every case runs: its NaN watch reads nothing either
         for guide in guides.values():
             sample(den, ts, guide, generators(0, "s", 1))
         inpaint(den, x_orig, mask, ts, guides["cfg"], generators(0, "s", 1), generators(0, "r", 1))
@@ -105,7 +106,7 @@ def test_part_a_sampling_loops_do_not_synchronise(no_sync, device):
 
 def test_part_b_sampling_loop_does_not_synchronise(no_sync, device):
     model = build_model("class", 8, torch.Generator().manual_seed(0)).to(device)
-    with no_sync():
+    with no_sync(), watching():
         ddpm_loop(model, linear_alphas_cumprod(300), generators(0, "p", 2), torch.arange(2), stride=100, keep_every=1)
 
 

@@ -8,6 +8,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
+from harness import finite
 from harness.errors import UnknownName
 from harness.layout import Rows
 from harness.outputs import Outputs
@@ -126,8 +127,13 @@ def run_section(section: Section, ctx: RunContext) -> Outputs:
             f"valid backends: {', '.join(section.backends)}"
         )
     ctx.params = {**section.params_for(ctx.backend_name), **ctx.params}
-    with torch.inference_mode():
+    with torch.inference_mode(), finite.watching() as watch:
         out = section.run(ctx)
+    case = f"{section.id} on {ctx.backend_name}"
+    watch.check(case)
+    for name, x in out.images.items():
+        if not torch.isfinite(x).all():
+            raise finite.NonFiniteSample(f"{case}: image {name!r} holds NaN/Inf; nothing was saved")
     out.images = {k: v.clone() for k, v in out.images.items()}  # plain tensors, editable by callers
     out.animations = {k: v.clone() for k, v in out.animations.items()}
     out.meta = {"section": section.id, "backend": ctx.backend_name, "seed": ctx.seed,
