@@ -25,7 +25,7 @@ np.savez(sys.argv[3], **{k: v.numpy() for k, v in out.images.items()})
 def _run_in_process(section: str, seed: int, path: Path) -> dict[str, np.ndarray]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": str(seed)}  # hash seed varies on purpose
     res = subprocess.run([sys.executable, "-c", RUN, section, str(seed), str(path)], capture_output=True,
-                         text=True, timeout=300, env=env)
+                         text=True, timeout=1200, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     with np.load(path) as z:
         return {k: z[k] for k in z.files}

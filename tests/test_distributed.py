@@ -28,7 +28,7 @@ SMALL = ["--set", "epochs=2", "--set", "save_epochs=[2]", "--set", "subset=512",
 WEIGHT_TOLERANCE = 1e-3
 
 
-def torchrun(*args: str, nproc: int = 2, timeout: float = 300) -> subprocess.CompletedProcess:
+def torchrun(*args: str, nproc: int = 2, timeout: float = 900) -> subprocess.CompletedProcess:
     """``torchrun --standalone --nproc_per_node nproc ARGS``; a hang fails the test at ``timeout``."""
     # the repository on the path: a rank that runs a script (not -m harness) imports harness where it is not installed
     path = os.pathsep.join(filter(None, [str(SCRIPTS.parents[1]), os.environ.get("PYTHONPATH")]))
