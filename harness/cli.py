@@ -10,8 +10,10 @@ from pathlib import Path
 
 from harness.cli_args import ArgumentParser, file, folder, positive
 from harness.errors import BadImage, BadValue, GoldenError, HarnessError, UnknownName
+from harness.partb.formats import WEIGHTS
 from harness.partb.speed import Speed
 from harness.seeding import DEFAULT_SEED
+
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     Speed.add_flags(train.add_argument)
     train.add_argument("--export", action="store_true",
                        help="measure the checkpoints and copy them (fp16) into harness/data/partb/")
+    train.add_argument("--weights", choices=WEIGHTS,
+                       help="with --export: the format it writes and measures (default: writes fp16, measures the "
+                            "float32 checkpoints)")
 
     measure = sub.add_parser("measure", help="FID-lite (time, class; class also accuracy) or PSNR (denoiser) of a "
                                               "Part B checkpoint; under torchrun the samples split over ranks")
@@ -69,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     measure.add_argument("--stride", type=positive, default=10, help="sample every stride-th of the T=300 timesteps")
     measure.add_argument("--seed", type=int, default=0)
     measure.add_argument("--device", default="cpu")
+    measure.add_argument("--weights", choices=WEIGHTS,
+                         help="measure the checkpoint re-stored in this format, as `gpu-home --ship-checkpoints "
+                              "--weights` would ship it (default: as stored); the result gives its bytes")
     measure.add_argument("--out", help="also write the measurements to this JSON file")
 
     for name, what in (("gpu-check", "the GPU runner check (scripts/gpu_check.sh runs it; --help for its options)"),
@@ -188,9 +196,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     if world.is_main:
         print(f"{args.kind}: {trainer.epoch} epochs on {world.size} process(es), checkpoints and loss curves in {args.out}")
     if args.export:
-        metrics = {str(e): measure(args.kind, checkpoints.load(args.kind, e, Path(args.out), device)[0], args.seed, world=world)
-                   for e in trainer.recipe.save_epochs}
-        for path in checkpoints.export(args.out, args.kind, metrics) if world.is_main else []:
+        metrics = {str(e): measure(args.kind, checkpoints.load(args.kind, e, Path(args.out), device, args.weights)[0],
+                                   args.seed, world=world) for e in trainer.recipe.save_epochs}
+        written = checkpoints.export(args.out, args.kind, metrics, weights=args.weights or "fp16") if world.is_main else []
+        for path in written:
             print(f"exported {path}")
     distributed.shutdown()
 
@@ -223,8 +232,9 @@ def cmd_measure(args: argparse.Namespace) -> None:
         file(args.out)
     check_device(args.device)
     world = distributed.init(args.device)
-    model = checkpoints.load(args.kind, epoch, root, world.device(args.device))[0]
-    result = {"kind": args.kind, "epoch": epoch, "ranks": world.size,
+    data = checkpoints.read(args.kind, epoch, root, args.weights)
+    model, meta = checkpoints.model_of(data, world.device(args.device))
+    result = {"kind": args.kind, "epoch": epoch, "ranks": world.size, "weights": meta["weights"], "bytes": len(data),
               **measure(args.kind, model, args.seed, args.samples, args.stride, world)}
     if world.is_main:
         print(json.dumps(result))

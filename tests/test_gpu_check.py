@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load, load_file
 
 from harness import golden
 from harness.errors import HarnessError
@@ -26,6 +27,7 @@ from harness.gpu.cases import image_hashes
 from harness.gpu.compare import agreement, determinism
 from harness.gpu.home import junit_counts, unpack
 from harness.outputs import Outputs
+from harness.partb import checkpoints
 from harness.partb.mnist import read_idx, write_idx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -279,18 +281,68 @@ def test_the_tree_still_fits_a_device_call():
     assert home.check_travel(ROOT) <= home.DEVICE_CALL_BYTES
 
 
-def test_shipping_checkpoints_the_tree_cannot_carry_is_refused(dry_run, tmp_path, monkeypatch):
+@pytest.mark.parametrize("weights", ["fp16", "int8"])
+def test_shipping_checkpoints_the_tree_cannot_carry_is_refused(dry_run, tmp_path, monkeypatch, weights):
     tmp, _ = dry_run
-    repo = tmp_path / "repo"
+    repo = _repo(tmp_path)
     shipped = repo / "harness" / "data" / "partb"
-    shipped.mkdir(parents=True)
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
     (shipped / "time_epoch1.safetensors").write_bytes(b"old")
     monkeypatch.setattr(home, "DEVICE_CALL_BYTES", home.CARRIED_BYTES + 2000)  # room for 2 kB of tree
     with pytest.raises(HarnessError, match="over the .* limit: no GPU check could run again"):
-        unpack(tmp / "out", repo=repo, ship_checkpoints=True)
+        unpack(tmp / "out", repo=repo, ship_checkpoints=True, weights=weights)
     assert (shipped / "time_epoch1.safetensors").read_bytes() == b"old"  # nothing shipped
     monkeypatch.setattr(home, "DEVICE_CALL_BYTES", check.DEVICE_CALL_BYTES)
-    unpack(tmp / "out", repo=repo, ship_checkpoints=True)
-    assert (shipped / "time_epoch1.safetensors").read_bytes() != b"old"
+    unpack(tmp / "out", repo=repo, ship_checkpoints=True, weights=weights)
+    assert checkpoints.load("time", 1, shipped)[1]["weights"] == weights
     assert {p.name for p in shipped.glob("*_epoch*.safetensors")} >= {"time_epoch2.safetensors", "class_epoch2.safetensors"}
+
+
+def _repo(tmp_path: Path) -> Path:
+    """An empty git repository with the shipped set's folder, to ship into (out/ ignored, as here)."""
+    repo = tmp_path / "repo"
+    (repo / "harness" / "data" / "partb").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / ".gitignore").write_text("out/\n")
+    return repo
+
+
+def _run_folder(path: Path, exports: dict[str, list[Path]]) -> Path:
+    """What a GPU check's call brings back: results.tar.gz (its env.json only) and checkpoints.tar.part00
+    holding each export folder's files."""
+    path.mkdir()
+    env = json.dumps({"device": "cuda", "gpu": "Test GPU", "started": "2026-11-29 10:00:00 UTC"}).encode()
+    with tarfile.open(path / "results.tar.gz", "w:gz") as tar:
+        info = tarfile.TarInfo("gpu-check/env.json")
+        info.size = len(env)
+        tar.addfile(info, io.BytesIO(env))
+    with tarfile.open(path / "checkpoints.tar.part00", "w") as tar:
+        for name, files in exports.items():
+            for f in files:
+                tar.add(f, arcname=f"checkpoints/{name}/{f.name}")
+    return path
+
+
+def test_gpu_home_ships_the_quick_checkpoints_as_int8_where_fp16_would_not_travel(tmp_path, monkeypatch):
+    """End to end with the shipped quick set as a run's exports: a limit between the int8 and fp16 sizes
+    refuses fp16 and ships int8, whose models match the fp16 ones (as tests/test_checkpoints.py bounds)."""
+    src = checkpoints.shipped_dir()
+    exports = {f"{kind}-fast": [src / f"{kind}_epoch{epoch}.safetensors", src / f"{kind}_train_loss.csv",
+                                src / f"{kind}_test_loss.csv"] for kind, epoch in (("time", 20), ("class", 20))}
+    files = _run_folder(tmp_path / "files", exports)
+    repo = _repo(tmp_path)
+    shipped = repo / "harness" / "data" / "partb"
+    fp16 = sum(p.stat().st_size for f in exports.values() for p in f)
+    monkeypatch.setattr(home, "DEVICE_CALL_BYTES", home.CARRIED_BYTES + fp16 - 200_000)  # int8 saves 2 x 280 kB
+    with pytest.raises(HarnessError, match="over the .* limit"):
+        unpack(files, repo=repo, ship_checkpoints=True)
+    assert not list(shipped.iterdir())
+    dest = unpack(files, repo=repo, ship_checkpoints=True, weights="int8")
+    assert dest == repo / "benchmarks" / "results" / "Test-GPU" / "2026-11-29_10-00"
+    assert sorted(p.name for p in shipped.iterdir()) == sorted(p.name for f in exports.values() for p in f)
+    assert (shipped / "time_test_loss.csv").read_bytes() == (src / "time_test_loss.csv").read_bytes()
+    for kind in ("time", "class"):
+        meta = checkpoints.load(kind, 20, shipped)[1]
+        assert meta["weights"] == "int8" and meta["fid_lite"] == checkpoints.load(kind, 20)[1]["fid_lite"]
+        ours = load_file(shipped / f"{kind}_epoch20.safetensors")
+        theirs = load(checkpoints.read(kind, 20, weights="int8"))
+        assert ours.keys() == theirs.keys() and all(torch.equal(v, theirs[k]) for k, v in ours.items())

@@ -5,7 +5,7 @@
   Part B recipe results, per-case wall times, each pytest run's JUnit XML, and ``SUMMARY.md`` (the tables
   docs/gpu-runners.md cites);
 - ``out/gpu/<GPU>/<started>/checkpoints/``: the exported fp16 Part B checkpoints (with --ship-checkpoints also copied
-  into ``harness/data/partb/``, the `mnist` backend's shipped set).
+  into ``harness/data/partb/``, the `mnist` backend's shipped set, as --weights fp16 or int8 files).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from harness.cli_args import ArgumentParser
 from harness.errors import HarnessError
 from harness.golden import GOLDEN_ROOT
 from harness.gpu.check import DEVICE_CALL_BYTES, FULL_BACKENDS
-from harness.partb.checkpoints import shipped_dir
+from harness.partb.checkpoints import WEIGHTS, shipped_dir, stored
 
 REPO = GOLDEN_ROOT.parent
 # .whl/ from `make gpu-wheels`, carried on every device call: 17.7 MB (diffusers and importlib_metadata
@@ -52,8 +52,8 @@ def run_name(env: dict) -> str:
     return f"{match[1]}_{match[2]}-{match[3]}"
 
 
-def unpack(files: Path, repo: Path = REPO, ship_checkpoints: bool = False) -> Path:
-    """Unpack a run's files into ``repo``; return the results folder."""
+def unpack(files: Path, repo: Path = REPO, ship_checkpoints: bool = False, weights: str = "fp16") -> Path:
+    """Unpack a run's files into ``repo``; return the results folder. Shipped checkpoints are ``weights`` files."""
     if not (files / "results.tar.gz").is_file():
         raise HarnessError(f"{files} holds no results.tar.gz: pass the folder a GPU check's call brought back "
                            f"(the device tool's files_at) or a run under ../shared/gpu-runs/")
@@ -81,14 +81,16 @@ def unpack(files: Path, repo: Path = REPO, ship_checkpoints: bool = False) -> Pa
             src = work / "golden" / device_class / backend
             if src.is_dir() and device_class == "cuda":
                 shutil.copytree(src, repo / "golden" / "cuda" / backend, dirs_exist_ok=True)
-    _unpack_checkpoints(files, repo / "out" / "gpu" / dest.parent.name / dest.name, repo if ship_checkpoints else None)
+    _unpack_checkpoints(files, repo / "out" / "gpu" / dest.parent.name / dest.name, repo if ship_checkpoints else None,
+                        weights)
     (dest / "SUMMARY.md").write_text(summary_markdown(dest))
     return dest
 
 
-def _unpack_checkpoints(files: Path, dest: Path, ship_into: Path | None) -> None:
+def _unpack_checkpoints(files: Path, dest: Path, ship_into: Path | None, weights: str) -> None:
     """The exported checkpoints under ``dest``; with ``ship_into`` (the repository) also copied over the
-    shipped set, unless the tree would then be too large to travel to a GPU (`check_travel`)."""
+    shipped set as ``weights`` files (`checkpoints.stored`), unless the tree would then be too large to
+    travel to a GPU (`check_travel`)."""
     parts = sorted(files.glob("checkpoints.tar.part*"))
     if not parts:
         return
@@ -97,10 +99,11 @@ def _unpack_checkpoints(files: Path, dest: Path, ship_into: Path | None) -> None
         tar.extractall(dest, filter="data")
     if ship_into is not None:
         shipped = ship_into / shipped_dir().relative_to(REPO)
-        new = sorted(dest.glob("checkpoints/*/*"))
-        check_travel(ship_into, {shipped / p.name: p.stat().st_size for p in new})
-        for path in new:
-            shutil.copyfile(path, shipped / path.name)
+        new = {shipped / p.name: stored(p.read_bytes(), weights) if p.suffix == ".safetensors" else p.read_bytes()
+               for p in sorted(dest.glob("checkpoints/*/*"))}
+        check_travel(ship_into, {path: len(data) for path, data in new.items()})
+        for path, data in new.items():
+            path.write_bytes(data)
 
 
 def travelling_sizes(repo: Path) -> dict[Path, int]:
@@ -220,10 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m harness gpu-home", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", type=Path, help="the folder holding results.tar.gz (and checkpoints.tar.partNN)")
-    p.add_argument("--ship-checkpoints", action="store_true", help="also copy the fp16 checkpoints into harness/data/partb/")
+    p.add_argument("--ship-checkpoints", action="store_true", help="also copy the checkpoints into harness/data/partb/")
+    p.add_argument("--weights", choices=WEIGHTS,
+                   help="the format they ship in: fp16 (the default), or weight-only int8 per output channel "
+                        "(harness.partb.int8)")
     a = p.parse_args(argv)
+    if a.weights and not a.ship_checkpoints:
+        p.error("--weights is the format of the shipped checkpoints: add --ship-checkpoints")
     try:
-        print(f"results in {unpack(a.files, ship_checkpoints=a.ship_checkpoints)}")
+        print(f"results in {unpack(a.files, ship_checkpoints=a.ship_checkpoints, weights=a.weights or 'fp16')}")
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -6,7 +6,8 @@ Writes ``DIR/result.json`` after every epoch: the flags, wall time of the whole 
 first holds torch.compile's compilation), images/s of the steady epochs, test losses, and the measurement of
 the last checkpoint (`harness.partb.evaluate.measure`: FID-lite of --fid-samples samples at every
 --fid-stride-th timestep, accuracy for class, PSNR for the denoiser). With --export the checkpoints are
-copied as fp16 into ``DIR/export`` (`checkpoints.export`), the form `harness/data/partb/` ships.
+copied as fp16 into ``DIR/export`` (`checkpoints.export`), the form they come home in; `gpu-home
+--ship-checkpoints --weights` chooses the form `harness/data/partb/` ships.
 --tiny is the dry run's recipe: the quick preset cut to a few steps of a narrow UNet.
 """
 
