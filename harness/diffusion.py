@@ -100,7 +100,7 @@ def step_coefficients(alphas_cumprod: torch.Tensor, t, t_prev, like: torch.Tenso
 def step_schedule(alphas_cumprod: torch.Tensor, timesteps: Sequence[int], t_prevs: Sequence[int],
                   like: torch.Tensor) -> list[StepCoefficients]:
     """`step_coefficients` of every step (t_i, t'_i) of a loop, from one vectorised computation (elementwise
-    float32 operations, so each equals the per-step call bit for bit; tests/test_loops.py checks it)."""
+    float32 operations, so each equals the per-step call bit for bit; tests/test_properties.py checks it)."""
     c = step_coefficients(alphas_cumprod, torch.tensor(list(timesteps)), torch.tensor(list(t_prevs)), like)
     return [StepCoefficients(*(getattr(c, f.name)[i:i + 1] for f in fields(c))) for i in range(len(timesteps))]
 

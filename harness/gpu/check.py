@@ -243,9 +243,11 @@ def _partb(kind: str, *flags: str) -> Callable[[Check], None]:
 
 
 # Tests the device does not run: those needing what the GPU image lacks, Chromium (the report's browser
-# checks) and check-jsonschema (the workflow lint, whose broken-file test would pass there for the wrong
-# reason); and this check's own tests, CPU logic and a 2-minute dry run on the CPU.
-NOT_ON_DEVICE = ["-k", "not chromium", "--ignore", "tests/test_workflow.py", "--ignore", "tests/test_gpu_check.py"]
+# checks), check-jsonschema (the workflow lint, whose broken-file test would pass there for the wrong
+# reason) and Hypothesis (the CPU-only property tests); and this check's own tests, CPU logic and a
+# 2-minute dry run on the CPU.
+NOT_ON_DEVICE = ["-k", "not chromium", "--ignore", "tests/test_workflow.py", "--ignore", "tests/test_properties.py",
+                 "--ignore", "tests/test_gpu_check.py"]
 
 
 def step_tests(c: Check) -> None:
