@@ -15,7 +15,6 @@ from harness.partb.speed import Speed
 from harness.seeding import DEFAULT_SEED
 
 
-
 def _parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="python -m harness", description=__doc__)
     p.add_argument("--mnist-root", help="folder with the MNIST IDX files (MNIST/raw layout); default: MNIST_ROOT, "
