@@ -2,8 +2,8 @@
 
 Layout: ``golden/<device class>/<backend>/<section>/images.npz`` (float16 arrays: 8-bit PNGs would
 lose the CPU tolerance) and ``metrics.json`` (metrics, metadata, versions, and the sha256 of the npz,
-so a half-updated or corrupt pair is detected). Both are written atomically, and only on request
-(`--update-golden`, `python -m harness golden update`).
+so a half-updated or corrupt pair is detected). The pair is written atomically (a Ctrl-C leaves the old
+pair or the new one), and only on request (`--update-golden`, `python -m harness golden update`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.atomic import atomic_write_bytes, atomic_write_text
+from harness.atomic import atomic_paths
 from harness.devices import cuda_kernels
 from harness.errors import GoldenError
 from harness.outputs import Outputs
@@ -91,14 +91,13 @@ def _versions() -> dict[str, str]:
 
 
 def write(out: Outputs, backend: str, device: str | torch.device, root: Path | None = None) -> Path:
-    """Store ``out`` as the golden for its section (atomically: npz first, then the json naming its hash).
+    """Store ``out`` as the golden for its section (the npz and the json naming its hash, as one atomic pair).
     Models run in float32 on CPU and float16 on CUDA (recorded as ``dtype``; on CUDA also which kernels,
     `devices.cuda_kernels`)."""
     folder = golden_dir(backend, out.meta["section"], device, root)
     buf = io.BytesIO()
     np.savez_compressed(buf, **{k: v.detach().cpu().numpy().astype(np.float16) for k, v in out.images.items()})
     data = buf.getvalue()
-    atomic_write_bytes(folder / "images.npz", data)
     record = {
         "metrics": out.metrics,
         "meta": out.meta,
@@ -110,7 +109,9 @@ def write(out: Outputs, backend: str, device: str | torch.device, root: Path | N
     }
     if device_class(device) == "cuda":
         record["cuda_kernels"] = cuda_kernels()
-    atomic_write_text(folder / "metrics.json", json.dumps(record, indent=1, sort_keys=True, allow_nan=True) + "\n")
+    with atomic_paths(folder / "images.npz", folder / "metrics.json") as (npz, js):
+        npz.write_bytes(data)
+        js.write_text(json.dumps(record, indent=1, sort_keys=True, allow_nan=True) + "\n")
     return folder
 
 

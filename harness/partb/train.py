@@ -356,8 +356,8 @@ def train(kind: str, preset: str = "quick", out_dir: str | Path = "out/train", s
             continue
         if trainer.epoch in recipe.save_epochs or trainer.epoch == recipe.epochs:
             trainer.save_checkpoint()
-        trainer.save_state()
         trainer.write_logs()
+        trainer.save_state()  # last: a run interrupted before it redoes the epoch and rewrites the files above
         if on_epoch is not None:
             on_epoch(trainer)
     trainer.forward_model = trainer.model  # DDP's Reducer holds the process group: `distributed.shutdown` ends it

@@ -3,7 +3,6 @@ the images it shows under ``img/``, all relative, so it works from ``file://`` a
 
 from __future__ import annotations
 
-import os
 import platform
 import shutil
 import tempfile
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from harness.atomic import replace_dir
 from harness.cli_args import folder
 from harness.errors import BadValue
 from harness.layout import Assets, Picture, Row
@@ -35,8 +35,8 @@ class CaseView:
 
 def build_report(outputs: str | Path = "out", dest: str | Path = "out/report", backends: list[str] | None = None,
                  benchmarks_root: str | Path = ".benchmarks") -> Path:
-    """Write the report of the cases under ``outputs`` to ``dest`` (replacing an earlier report there)
-    and return the path of its index.html."""
+    """Write the report of the cases under ``outputs`` to ``dest`` (replacing an earlier report there: a
+    Ctrl-C leaves the earlier report or the new one) and return the path of its index.html."""
     dest = folder(dest)
     cases = find_cases(outputs, backends)
     if dest.exists() and any(dest.iterdir()) and not (dest / "index.html").exists():
@@ -45,8 +45,7 @@ def build_report(outputs: str | Path = "out", dest: str | Path = "out/report", b
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
     try:
         _render(cases, tmp, benchmarks_root)
-        shutil.rmtree(dest, ignore_errors=True)
-        os.rename(tmp, dest)
+        replace_dir(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return (dest / "index.html").resolve()
