@@ -1,7 +1,7 @@
 """Where and how torch runs: the device a ``--device`` names (with a one-line error when it cannot run),
 copies to it that never block, the CPU thread count (one decision for the CLI, the goldens and the tests;
-shared out among pytest-xdist workers and torchrun ranks), the GPU of an xdist worker, and the settings
-for deterministic CUDA kernels."""
+shared out among pytest-xdist workers and torchrun ranks), the GPU of an xdist worker, the settings
+for deterministic CUDA kernels, and the machine epsilon a model's kernels round to."""
 
 from __future__ import annotations
 
@@ -100,3 +100,13 @@ def deterministic_cuda() -> None:
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def kernel_eps(dtype: torch.dtype, device: str | torch.device) -> float:
+    """The machine epsilon of a model's arithmetic in ``dtype`` on ``device``: torch.finfo(dtype).eps
+    (float32 2^-23, float16 2^-10, bfloat16 2^-7), except float32 on CUDA where TF32 is allowed (PyTorch's
+    default for cuDNN convolutions; off under `deterministic_cuda`): TF32 keeps 10 mantissa bits, 2^-10."""
+    tf32 = torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32
+    if torch.device(device).type == "cuda" and dtype == torch.float32 and tf32:
+        return 2.0**-10
+    return torch.finfo(dtype).eps

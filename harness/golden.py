@@ -175,7 +175,9 @@ class Verdict:
 def verdict(out: Outputs, backend: str, device: str | torch.device, root: Path | None = None,
             failures_root: Path = FAILURES_ROOT) -> Verdict:
     """Compare ``out`` with its golden without raising on a mismatch (GoldenError when the golden is
-    missing or corrupt); a failing image's obtained, golden and |diff| PNGs are saved under failures_root."""
+    missing or corrupt); a failing image's obtained, golden and |diff| PNGs are saved under failures_root.
+    Rounding metrics (`Outputs.add_rounding`) are left out on both sides: a golden recorded before one was
+    added still passes, and one recorded with it does not compare it."""
     section = out.meta["section"]
     golden_images, record = read(backend, section, device, root)
     tol = TOLERANCES[device_class(device)]
@@ -196,12 +198,14 @@ def verdict(out: Outputs, backend: str, device: str | torch.device, root: Path |
             problems.append(f"{name}: max|diff| {err:.3g} (tol {tol.max_abs}), PSNR {psnr:.1f} dB (min {tol.min_psnr})")
             folder = failures_root / device_class(device) / backend / section
             images[name].update(passed=False, files=_save_failure(folder, name, got, want))
-    want_metrics = record["metrics"]
-    if set(want_metrics) != set(out.metrics):
-        problems.append(f"metric names differ: golden {sorted(want_metrics)}, obtained {sorted(out.metrics)}")
+    rounding = set(out.meta.get("rounding_metrics", ()))  # judged by the section's relations (Outputs.add_rounding)
+    want_metrics = {k: v for k, v in record["metrics"].items() if k not in rounding}
+    got_metrics = {k: v for k, v in out.metrics.items() if k not in rounding}
+    if set(want_metrics) != set(got_metrics):
+        problems.append(f"metric names differ: golden {sorted(want_metrics)}, obtained {sorted(got_metrics)}")
     metrics: dict[str, dict] = {}
-    for name in sorted(set(want_metrics) & set(out.metrics)):
-        got, want = out.metrics[name], want_metrics[name]
+    for name in sorted(set(want_metrics) & set(got_metrics)):
+        got, want = got_metrics[name], want_metrics[name]
         metrics[name] = {"obtained": got, "golden": want, "difference": got - want, "passed": metric_close(got, want, tol)}
         if not metrics[name]["passed"]:
             problems.append(f"metric {name}: {got:.6g} != golden {want:.6g}")

@@ -12,7 +12,8 @@ import torch
 class Outputs:
     """images: name -> float tensor (C, H, W) or (N, C, H, W) in [-1, 1] (CPU, float32).
     animations: name -> frames (F, N, C, H, W) in [-1, 1], saved as GIFs (not golden-checked: their
-    last frame is an image). metrics: name -> float. meta: JSON-serialisable parameters."""
+    last frame is an image). metrics: name -> float. meta: JSON-serialisable parameters, and under
+    "rounding_metrics" the names of the metrics `add_rounding` recorded."""
 
     images: dict[str, torch.Tensor] = field(default_factory=dict)
     animations: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -26,3 +27,10 @@ class Outputs:
 
     def add_animation(self, name: str, frames: torch.Tensor) -> None:
         self.animations[name] = frames.detach().to("cpu", torch.float32).contiguous()
+
+    def add_rounding(self, name: str, value: float) -> None:
+        """A metric that measures rounding: the gap between two computations equal in exact arithmetic, or what
+        bounds it. The section's relations judge it; goldens record it but do not compare it, since on CUDA it
+        changes between processes (A1.9's gap on mnist: 0.071, then 0.122)."""
+        self.metrics[name] = value
+        self.meta.setdefault("rounding_metrics", []).append(name)

@@ -29,9 +29,11 @@ def test_second(benchmark):
 def test_an_interrupted_benchmark_session_keeps_its_finished_cases(tmp_path):
     mark, results = tmp_path / "second-started", tmp_path / "bench.json"
     (tmp_path / "test_cases.py").write_text(CASES.format(mark=mark))
+    # a session of its own, not an xdist worker's (pytest-benchmark saves nothing in one)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")} | {"PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "benchmarks.keep_finished",
                              "--benchmark-enable", f"--benchmark-json={results}", str(tmp_path / "test_cases.py")],
-                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     while not mark.exists() and proc.poll() is None:  # the controlled point: the second case has begun
         time.sleep(0.1)

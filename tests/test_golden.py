@@ -70,6 +70,19 @@ def test_perturbed_metric_and_renamed_outputs_fail(stored):
         golden.compare(bad, "fake", "cpu", root=root)
 
 
+def test_rounding_metrics_are_left_to_the_relations(stored):
+    out, root = stored
+    new = outputs()
+    new.add_rounding("gap", 0.1)  # a golden recorded before the metric existed (golden/cuda's A1.9)
+    assert golden.verdict(new, "fake", "cpu", root=root).passed
+    golden.write(new, "fake", "cpu", root=root)
+    moved = outputs()
+    moved.add_rounding("gap", 0.5)  # changes between processes on CUDA
+    assert golden.verdict(moved, "fake", "cpu", root=root).passed
+    moved.metrics["new"] = 1.0
+    assert "metric names differ" in golden.verdict(moved, "fake", "cpu", root=root).problems[0]
+
+
 def test_nan_output_fails(stored):
     out, root = stored
     bad = outputs()

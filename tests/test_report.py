@@ -30,6 +30,7 @@ def _forward(backend: str, size: int, channels: int) -> Outputs:
     for k, t in enumerate((250, 500, 750)):
         out.add_image(f"noisy_t{t}", _images(1, size, channels, seed=k + 1)[0])
         out.metrics[f"noisy_t{t}_psnr"] = 20.0 - 5 * k
+    out.add_rounding("noise_gap", 1e-6)
     return out
 
 
@@ -136,6 +137,8 @@ def test_failing_golden_shows_golden_obtained_and_diff(report):
     assert cells == ["known_region_max_abs_err", "0.25", "0", "0.25", "FAIL"]
     assert "python -m harness golden update A1.7.2 --backend tiny-if --device cpu" in case
     assert 'class="badge pass">pass' in _article(html, "A1-1--tiny-if")
+    rounding = re.search(r"<td>noise_gap</td>(.*?)</tr>", _article(html, "A1-1--tiny-if"), re.S).group(1)
+    assert re.findall(r"<td>(.*?)</td>", rounding)[-1] == "by the relations"  # Outputs.add_rounding
     assert "no golden" in _article(html, "B2-5--mnist")
 
 

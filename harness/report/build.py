@@ -29,7 +29,7 @@ class CaseView:
     case: Case
     rows: list[Row]
     status: str  # pass, fail, error, no golden
-    metrics: list[dict]  # name, obtained, golden, difference, passed
+    metrics: list[dict]  # name, obtained, rounding (judged by the relations), golden, difference, passed
     failures: list[tuple[str, dict, list[Picture]]]  # image name, its check, golden/obtained/diff pictures
 
 
@@ -68,8 +68,9 @@ def _render(cases: list[Case], dest: Path, benchmarks_root: str | Path) -> None:
 def _view(case: Case, assets: Assets) -> CaseView:
     v = case.verdict
     status = "no golden" if v is None else "error" if "error" in v else "pass" if v["passed"] else "fail"
-    golden_metrics = (v or {}).get("metrics", {})
-    metrics = [{"name": name, "obtained": value, **golden_metrics.get(name, {})} for name, value in case.metrics.items()]
+    golden_metrics, rounding = (v or {}).get("metrics", {}), set(case.meta.get("rounding_metrics", ()))
+    metrics = [{"name": name, "obtained": value, "rounding": name in rounding, **golden_metrics.get(name, {})}
+               for name, value in case.metrics.items()]
     failures = []
     for name, check in (v or {}).get("images", {}).items():
         if not check.get("passed", True):
