@@ -132,5 +132,5 @@ def test_errors_name_the_rank_and_the_fix(monkeypatch, capsys):
     monkeypatch.delenv("WORLD_SIZE")
     assert main(["measure", "class", "--samples", "45"]) == 2
     assert "ask for a multiple of 10" in capsys.readouterr().err
-    assert main(["measure", "time", "--samples", "10001"]) == 1
-    assert "at most 10000 samples" in capsys.readouterr().err
+    assert main(["measure", "time", "--samples", "10001"]) == 2
+    assert "at most the 10000 test digits" in capsys.readouterr().err

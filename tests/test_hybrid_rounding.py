@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from harness import backends
-from harness.backends import BackendSpec, DenoiserBackend, get_backend
+from harness.backends import BackendSpec, get_backend
+from harness.denoisers.backend import DenoiserBackend
 from harness.denoisers.base import NoiseEstimate
 from harness.denoisers.mnist import MnistDenoiser
 from harness.devices import kernel_eps
