@@ -123,13 +123,19 @@ def cmd_run(args: argparse.Namespace) -> None:
     fix_threads()
     _check_backend(args.backend)
     root = folder(args.out)
-    own = [f"--{k}" for k in ("image", "mask", "prompt", "seed") if getattr(args, k) not in (None, DEFAULT_SEED)]
+    own = own_inputs(args)
     for section_id, backend in _cases(args.sections, args.backend):
         out = run_case(section_id, backend, args.seed, args.device, args.image, args.mask, args.prompt,
                        progress=not args.no_progress)
         saved = save_outputs(out, root / section_id / out.meta["backend"], args.device)
         verdict = f"; golden: not judged (own {', '.join(own)})" if own else _record_verdict(out, saved, args)
         print(f"{section_id}: wrote {len(out.images)} images and metrics.json to {saved}{verdict}")
+
+
+def own_inputs(args: argparse.Namespace) -> list[str]:
+    """The flags of `run` that make a case the user's own (an empty --prompt too): it is not judged
+    against the default inputs' golden."""
+    return [f"--{k}" for k in ("image", "mask", "prompt", "seed") if getattr(args, k) not in (None, DEFAULT_SEED)]
 
 
 def _record_verdict(out, folder: Path, args: argparse.Namespace) -> str:
