@@ -101,7 +101,7 @@ def run_check(check: Check, ctx: Ctx, found: tuple[str, Callable], module, path:
         module.prompt_embeds = call.values.get("prompt", module.prompt_embeds)  # for code that reads the global
         with replaying(tape.fresh()) as served, user_code(ctx.den.device, ctx.den.dtype, ctx.seed, time_limit, what, path):
             out = fn(**kwargs)
-        outs.append(read_output(out, call.like, ctx.den.data_range, what).to(call.like.device))
+        outs.append(read_output(out, call.like, what).to(call.like.device))
         replayed.append(served)
     draws = _draws(replayed)
     verdict = judge(check, ctx, calls, tapes, outs, refs, draws, progress)
