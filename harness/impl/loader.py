@@ -22,6 +22,7 @@ from typing import Any, Iterator
 
 import torch
 
+from harness.errors import BadValue
 from harness.impl.calling import ImplError
 from harness.impl.devicemap import on_backend
 from harness.seeding import derive_seed
@@ -48,20 +49,23 @@ def resolve(target: str) -> Path:
         return path
     spec = None if path.suffix == ".py" or "/" in target else importlib.util.find_spec(target)
     if spec is None or not spec.origin or not Path(spec.origin).is_file():
-        raise ImplError(f"no file or module {target!r}: pass the path of your .py file (a notebook: File > "
+        raise BadValue(f"no file or module {target!r}: pass the path of your .py file (a notebook: File > "
                         f"Download > .py) or an importable module name")
     return Path(spec.origin)
 
 
-def load(path: Path, namespace: dict[str, Any], device: torch.device, dtype: torch.dtype, seed: int,
-         time_limit: float) -> types.ModuleType:
-    """Compile ``path`` as it is and run it in a module that already holds ``namespace``."""
-    source = path.read_text(encoding="utf-8")
+def compile_file(path: Path) -> types.CodeType:
+    """The file's code, compiled as it is; a syntax error is one line with its line number."""
     try:
-        code = compile(source, str(path), "exec")
+        return compile(path.read_text(encoding="utf-8"), str(path), "exec")
     except SyntaxError as e:
         raise ImplError(f"{path.name} line {e.lineno}: syntax error: {e.msg}; fix it (notebook exports: remove "
                         f"the !pip and %magic lines)") from None
+
+
+def load(path: Path, code: types.CodeType, namespace: dict[str, Any], device: torch.device, dtype: torch.dtype,
+         seed: int, time_limit: float) -> types.ModuleType:
+    """Run the file's ``code`` in a module that already holds ``namespace``."""
     module = types.ModuleType(f"harness_impl_user_{next(_names)}")
     module.__file__ = str(path)
     module.__dict__.update(namespace)
@@ -86,13 +90,20 @@ def user_code(device: torch.device, dtype: torch.dtype, seed: int, time_limit: f
     except (ImplError, KeyboardInterrupt):
         raise
     except Exception as e:
-        trace = traceback.format_exc()
-        raise UserCodeError(f"{what} raised {type(e).__name__}: {_first_line(e)}{_where(e, path)}", trace) from None
+        raise UserCodeError(f"{what} raised {type(e).__name__}: {_first_line(e)}{_where(e, path)}", _trace(e, path)) from None
 
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0][:200] if text else "(no message)"
+
+
+def _trace(e: BaseException, path: Path) -> str:
+    """The traceback from the first frame in the user's file on (the harness's frames above it left out)."""
+    frames = traceback.extract_tb(e.__traceback__)
+    first = next((i for i, f in enumerate(frames) if Path(f.filename) == path), 0)
+    return "".join(["Traceback (most recent call last):\n", *traceback.format_list(frames[first:]),
+                    *traceback.format_exception_only(type(e), e)])
 
 
 def _where(e: BaseException, path: Path) -> str:

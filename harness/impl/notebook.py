@@ -151,9 +151,10 @@ def notebook_globals(denoiser: Presented, timesteps: Sequence[int]) -> dict[str,
 
 
 def _timestep(t: Any, stage_1: Stage1) -> int:
-    """add_variance's t: the timestep itself, or its index in the strided list (``t_index``)."""
-    t = int(t)
-    ts, last = stage_1.scheduler.timesteps.tolist(), stage_1.unet.last_t
-    if 0 <= t < len(ts) and (t not in ts or (last is not None and t != last and ts[t] == last)):
-        return ts[t]
-    return t
+    """add_variance's t: the UNet's latest timestep, or the one after it (a mistake, kept), as given; anything
+    else is an index (``t_index``, into the full list or the one the user's loop walks) and stands for the UNet's
+    latest timestep, since the course calls add_variance right after the UNet."""
+    t, last = int(t), stage_1.unet.last_t
+    if last is None or t in (last, stage_1.scheduler.previous_timestep(last)):
+        return t
+    return last

@@ -17,7 +17,7 @@ from harness.errors import UnknownName
 from harness.image_io import make_grid, save_png
 from harness.impl.calling import ImplError, bind, read_output
 from harness.impl.checks import CHECKS, Check, Ctx
-from harness.impl.loader import UserCodeError, load, resolve, user_code
+from harness.impl.loader import UserCodeError, compile_file, load, resolve, user_code
 from harness.impl.notebook import Presented, notebook_globals
 from harness.impl.replay import Tape, recording, replaying
 from harness.impl.verdicts import judge
@@ -62,11 +62,12 @@ def check_file(target: str, backend: str = "tiny-if", sections: Sequence[str] | 
     if "A" not in spec(backend).parts:
         raise UnknownName(f"backend {backend!r} does not run Part A; check on tiny-if or mnist")
     checks, path = select(sections), resolve(target)
+    code = compile_file(path)
     loaded = get_backend(backend, device)
     den = Presented(loaded.denoiser)
     ts = strided_timesteps(990, stride, len(den.alphas_cumprod))
     namespace = notebook_globals(den, ts)
-    module = load(path, namespace, den.device, den.dtype, seed, time_limit)
+    module = load(path, code, namespace, den.device, den.dtype, seed, time_limit)
     ctx = Ctx(backend, den, loaded.judge, seed, stride, namespace)
     results = []
     for check in checks:
