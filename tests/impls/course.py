@@ -79,15 +79,19 @@ def inpaint(original_image, mask, prompt_embeds, uncond_prompt_embeds, timesteps
     return clean
 
 
+def flip_estimate(image, t, prompt1_embeds, prompt2_embeds, uncond_prompt_embeds, scale):
+    eps_1, var_1 = cfg_estimate(image, t, prompt1_embeds, uncond_prompt_embeds, scale)
+    eps_2, var_2 = cfg_estimate(torch.flip(image, dims=[2]), t, prompt2_embeds, uncond_prompt_embeds, scale)
+    return (eps_1 + torch.flip(eps_2, dims=[2])) / 2, (var_1 + torch.flip(var_2, dims=[2])) / 2
+
+
 def make_flip_illusion(image, i_start, prompt1_embeds, prompt2_embeds, uncond_prompt_embeds, timesteps, scale=7,
                        display=True):
     with torch.no_grad():
         for i in range(i_start, len(timesteps) - 1):
             t, prev_t = timesteps[i], timesteps[i + 1]
-            eps_1, var_1 = cfg_estimate(image, t, prompt1_embeds, uncond_prompt_embeds, scale)
-            eps_2, var_2 = cfg_estimate(torch.flip(image, dims=[2]), t, prompt2_embeds, uncond_prompt_embeds, scale)
-            noise_est = (eps_1 + torch.flip(eps_2, dims=[2])) / 2
-            predicted_variance = (var_1 + torch.flip(var_2, dims=[2])) / 2
+            noise_est, predicted_variance = flip_estimate(image, t, prompt1_embeds, prompt2_embeds,
+                                                          uncond_prompt_embeds, scale)
             image = step(image, t, prev_t, noise_est, predicted_variance)
         clean = image.cpu().detach().numpy()
     return clean

@@ -5,12 +5,7 @@ from pathlib import Path
 exec(Path(__file__).with_name("course.py").read_text())
 
 
-def make_flip_illusion(image, i_start, prompt1_embeds, prompt2_embeds, uncond_prompt_embeds, timesteps, scale=7,
-                       display=True):
-    with torch.no_grad():
-        for i in range(i_start, len(timesteps) - 1):
-            t, prev_t = timesteps[i], timesteps[i + 1]
-            eps_1, var_1 = cfg_estimate(image, t, prompt1_embeds, uncond_prompt_embeds, scale)
-            eps_2, var_2 = cfg_estimate(torch.flip(image, dims=[2]), t, prompt2_embeds, uncond_prompt_embeds, scale)
-            image = step(image, t, prev_t, (eps_1 + eps_2) / 2, (var_1 + var_2) / 2)
-        return image.cpu().numpy()
+def flip_estimate(image, t, prompt1_embeds, prompt2_embeds, uncond_prompt_embeds, scale):
+    eps_1, var_1 = cfg_estimate(image, t, prompt1_embeds, uncond_prompt_embeds, scale)
+    eps_2, var_2 = cfg_estimate(torch.flip(image, dims=[2]), t, prompt2_embeds, uncond_prompt_embeds, scale)
+    return (eps_1 + eps_2) / 2, (var_1 + var_2) / 2
