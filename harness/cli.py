@@ -164,9 +164,9 @@ def cmd_check_impl(args: argparse.Namespace) -> int:
     results = check_file(args.file, args.backend, args.section, args.seed, args.stride, args.time_limit, args.device,
                          progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
     meta = {"file": args.file, "backend": args.backend, "seed": args.seed, "stride": args.stride}
-    saved = save(results, root / args.backend, meta)
+    page = save(results, root / args.backend, meta)
     print(table(results))
-    print(f"outputs and tracebacks: {saved}")
+    print(f"report (your images beside the reference's, tracebacks): {page.resolve()}")
     return int(any(r.verdict in ("wrong", "error") for r in results))
 
 

@@ -1,7 +1,8 @@
 """check-impl: the pieces (device map, noise replay, signature variants, loading), the proof files under
 tests/impls/ (a course-style implementation matches; each common mistake is wrong with its diagnosis; the
 signature variants and GPU-style code run unchanged on the CPU; another noise order works without matching),
-and the CLI and the pytest plugin end to end. Every run uses stride 330 (990, 660, 330, 0)."""
+the CLI and the pytest plugin end to end, and the report page in Chromium. Every run uses stride 330 (990,
+660, 330, 0)."""
 
 import hashlib
 import subprocess
@@ -20,10 +21,11 @@ from harness.impl.calling import ImplError, Pair, bind, read_output, role
 from harness.impl.devicemap import on_backend
 from harness.impl.loader import UserCodeError, compile_file, user_code
 from harness.impl.replay import Tape, recording, replaying, serving
-from harness.impl.run import check_file, table
+from harness.impl.run import check_file, save, table
 from harness.sampling import sample
 from harness.schedules import strided_timesteps
 from harness.seeding import generators
+from tests.browser import BrowserUnavailable, check_page, ensure_chromium
 
 IMPLS = Path(__file__).parent / "impls"
 STRIDE = 330
@@ -183,6 +185,7 @@ def test_cli_table_outputs_and_exit_status(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert "| A1.1 | forward | matches the reference |" in res.stdout
     assert {p.name for p in (tmp_path / "mnist" / "A1.1").iterdir()} == {"yours.png", "reference.png", "difference.png"}
+    assert (tmp_path / "mnist" / "index.html").is_file() and "index.html" in res.stdout
     res = _cli(str(IMPLS / "mistake_renoise.py"), "--backend", "mnist", "--section", "A1.7.2", "--stride",
                str(STRIDE), "--out", str(tmp_path))
     assert res.returncode == 1 and "known region not re-noised" in res.stdout
@@ -218,3 +221,24 @@ def test_table_has_a_row_per_section():
     text = table(check_file(str(IMPLS / "mistake_bands.py"), "mnist", ["A1.9", "A1.4"], stride=STRIDE))
     assert text.splitlines()[0] == "| section | function | verdict | figures | looks like |"
     assert "| A1.4 | iterative_denoise | matches the reference |" in text and "bands swapped" in text
+
+
+def test_report_page_shows_yours_beside_the_reference_in_chromium(tmp_path):
+    try:
+        chromium = ensure_chromium(timeout=900)
+    except BrowserUnavailable as e:
+        pytest.skip(f"no headless browser: {e}")
+    raising = tmp_path / "raising.py"
+    raising.write_text((IMPLS / "mistake_bands.py").read_text().replace(
+        'Path(__file__).with_name("course.py")', f'Path({str(IMPLS / "course.py")!r})')
+        + "\n\ndef forward(im, t):\n    return im[99]\n")
+    results = check_file(str(raising), "mnist", ["A1.1", "A1.9", "A1.5"], stride=STRIDE)
+    page = save(results, tmp_path / "out", {"file": "raising.py", "backend": "mnist", "seed": 180, "stride": STRIDE})
+    html = page.read_text()
+    assert "IndexError" in html and "bands swapped" in html and "Traceback" in html
+    shot = tmp_path / "page.png"
+    check = check_page(page.as_uri(), screenshot=shot, chromium=chromium)
+    assert len(check.images) == html.count("<img ") == 6  # yours, reference, difference for A1.9 and A1.5
+    assert check.broken_images == [] and check.console_errors == []
+    assert {"verdicts", "A1-1", "A1-9", "A1-5"} <= set(check.ids)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -128,11 +128,25 @@ def table(results: Sequence[Result]) -> str:
     return "\n".join(lines + ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows])
 
 
+BADGES = {"matches the reference": "pass", "works": "pass", "wrong": "fail", "error": "error", "skipped": "none"}
+ZOOM = 3  # the report shows 64x64 and 28x28 images this many times larger
+
+
 def save(results: Sequence[Result], folder: Path, meta: dict) -> Path:
-    """PNG grids (yours, reference, difference) per section and results.json (rows, tracebacks, meta)."""
+    """PNG grids (yours, reference, difference) per section, results.json (rows, tracebacks, meta) and
+    index.html, the report page that puts them side by side (offline, no scripts); returns the page."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
     folder.mkdir(parents=True, exist_ok=True)
+    sizes = {}
     for r in results:
         for kind, x in r.images.items():
-            save_png(folder / r.section / f"{kind}.png", make_grid(x, nrow=len(x)))
+            grid = make_grid(x, nrow=len(x))
+            save_png(folder / r.section / f"{kind}.png", grid)
+            sizes[r.section] = (grid.shape[-1] * ZOOM, grid.shape[-2] * ZOOM)
     atomic_write_text(folder / "results.json", json.dumps({**meta, "results": [r.row() for r in results]}, indent=1) + "\n")
-    return folder
+    env = Environment(loader=PackageLoader("harness.report", "templates"), autoescape=select_autoescape(["html", "j2"]),
+                      trim_blocks=True, lstrip_blocks=True)
+    page = env.get_template("impl.html.j2").render(results=results, meta=meta, badges=BADGES, sizes=sizes)
+    atomic_write_text(folder / "index.html", page)
+    return folder / "index.html"
