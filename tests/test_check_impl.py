@@ -204,11 +204,16 @@ def _pytest(impl: str, section: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
 
 
-def test_pytest_plugin_runs_the_checks_as_cases():
+def test_pytest_plugin_runs_the_checks_as_cases(tmp_path):
     res = _pytest("course.py", "A1.4")
     assert res.returncode == 0 and "1 passed" in res.stdout and "deselected" in res.stdout, res.stdout[-2000:]
     res = _pytest("mistake_bands.py", "A1.9")
     assert res.returncode == 1 and "looks like: bands swapped" in res.stdout, res.stdout[-2000:]
+    notebook = tmp_path / "notebook.py"
+    notebook.write_text("import torch\nassert torch.cuda.is_available(), 'a GPU runtime'\n")
+    res = _pytest(str(notebook), "A1.1")  # its top level fails: one line per case
+    assert res.returncode == 1 and ("A1.1 on mnist: notebook.py (its top level) raised AssertionError: a GPU runtime "
+                                    "(notebook.py line 2)") in res.stdout, res.stdout[-2000:]
 
 
 def test_pytest_plugin_is_a_pytest11_entry_point():

@@ -36,11 +36,15 @@ class ImplItem(pytest.Item):
         self.section, self.backend = section, backend
 
     def runtest(self) -> None:
+        from harness.errors import HarnessError
         from harness.impl.run import check_file
 
         option = self.config.getoption
-        result = check_file(option("--impl"), self.backend, [self.section], DEFAULT_SEED, option("--impl-stride"),
-                            option("--impl-time-limit"))[0]
+        try:
+            result = check_file(option("--impl"), self.backend, [self.section], DEFAULT_SEED, option("--impl-stride"),
+                                option("--impl-time-limit"))[0]
+        except HarnessError as e:  # the file does not load (a syntax error, its top level raised), a bad name
+            raise ImplFailure(f"{self.section} on {self.backend}: {e}", getattr(e, "trace", "")) from None
         self.config.stash[RESULTS_KEY].append((self.backend, result))
         self.user_properties.append(("verdict", result.verdict))
         if result.verdict == "skipped":

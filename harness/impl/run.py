@@ -99,7 +99,8 @@ def run_check(check: Check, ctx: Ctx, found: tuple[str, Callable], module, path:
     for call, tape in zip(calls, tapes):
         what = f"{check.section} {name}"
         kwargs = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in bind(fn, call.values).items()}
-        module.prompt_embeds = call.values.get("prompt", module.prompt_embeds)  # for code that reads the global
+        if "prompt" in call.values:  # for code that reads the global
+            module.prompt_embeds = call.values["prompt"]
         with replaying(tape.fresh()) as served, user_code(ctx.den.device, ctx.den.dtype, ctx.seed, time_limit, what, path):
             out = fn(**kwargs)
         outs.append(read_output(out, call.like, what).to(call.like.device))
