@@ -115,11 +115,6 @@ def bind(fn: Callable, values: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def takes(fn: Callable, wanted: str) -> bool:
-    """Whether a parameter of ``fn`` has the role ``wanted``."""
-    return any(role(name) == wanted for name in inspect.signature(fn).parameters)
-
-
 def read_output(out: Any, like: torch.Tensor, what: str) -> torch.Tensor:
     """The user's output as (N, C, H, W) float32, shaped like ``like``; a wrong shape or a non-finite value
     is a one-line ImplError (a wrong range is a finding of the verdict: `out_of_range`)."""

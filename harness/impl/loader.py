@@ -69,9 +69,12 @@ def load(path: Path, code: types.CodeType, namespace: dict[str, Any], device: to
     module = types.ModuleType(f"harness_impl_user_{next(_names)}")
     module.__file__ = str(path)
     module.__dict__.update(namespace)
-    sys.modules[module.__name__] = module  # dataclasses and pickling look their module up there
-    with user_code(device, dtype, seed, time_limit, f"{path.name} (its top level)", path):
-        exec(code, module.__dict__)
+    sys.modules[module.__name__] = module  # dataclasses look their module up there while the file runs
+    try:
+        with user_code(device, dtype, seed, time_limit, f"{path.name} (its top level)", path):
+            exec(code, module.__dict__)
+    finally:
+        del sys.modules[module.__name__]
     return module
 
 

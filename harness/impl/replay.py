@@ -24,7 +24,7 @@ from harness import editing, sampling
 from harness.impl.devicemap import patched
 from harness.seeding import derive_seed
 
-ROLES = {"sample": "x_T", "inpaint": "x_T", "iterative_denoise": "step", "keep_known": "renoise", "sdedit": "forward"}
+ROLES = {"sample": "x_T", "inpaint": "x_T", "iterative_denoise": "step", "keep_known": "renoise"}
 LOOP_MODULES = (sampling, editing)  # the modules whose draws are recorded and served
 
 
