@@ -112,7 +112,7 @@ def serving(tape: Tape, skip: Callable[[str, int, int], bool] | None = None) -> 
 def replaying(tape: Tape) -> Iterator[Tape]:
     """Inside the block ``torch.randn`` and ``torch.randn_like`` without an explicit generator return the
     tape's draws in call order (in the asked dtype and device); both are restored afterwards, also after an error."""
-    randn, randn_like = torch.randn, torch.randn_like
+    randn = torch.randn
 
     def replay_randn(*size, generator=None, out=None, dtype=None, device=None, **kwargs):
         if generator is not None or out is not None:
