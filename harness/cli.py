@@ -1,4 +1,4 @@
-"""Command line: ``python -m harness {list,run,golden,data,train,measure,report,gpu-check,gpu-home}``; see
+"""Command line: ``python -m harness {list,run,check-impl,golden,data,train,measure,report,gpu-check,gpu-home}``; see
 ``--help``. ``train`` and ``measure`` also run under ``torchrun --nproc_per_node N -m harness ...``."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from harness.cli_args import ArgumentParser, file, folder, positive
+from harness.cli_args import ArgumentParser, file, folder, positive, seconds
 from harness.errors import BadImage, BadValue, GoldenError, HarnessError, UnknownName
 from harness.partb.formats import WEIGHTS
 from harness.partb.speed import Speed
@@ -34,6 +34,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--mask", help="binary mask for inpainting: white = regenerate, black = keep")
     run.add_argument("--prompt", help="your own prompt")
     run.add_argument("--no-progress", action="store_true")
+
+    check = sub.add_parser("check-impl", help="check your implementation of the course's Part A functions against "
+                                              "the reference, section by section (a table; outputs in --out)")
+    check.add_argument("file", metavar="FILE", help="your .py file (or an importable module) with forward, "
+                                                    "iterative_denoise, iterative_denoise_cfg, inpaint, ...")
+    check.add_argument("--backend", default="tiny-if", help="tiny-if (default, random weights) or mnist (trained, judged)")
+    check.add_argument("--section", action="append", metavar="SECTION", help="only these sections (repeatable)")
+    check.add_argument("--stride", type=positive, default=30, help="stride of the strided timesteps (the course's 30)")
+    check.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    check.add_argument("--device", default="cpu")
+    check.add_argument("--time-limit", type=seconds, default=600.0, help="seconds one call of your function may take")
+    check.add_argument("--out", default="out/check-impl", help="per section your images, the reference's and their "
+                                                               "difference, and results.json, in OUT/<backend>/")
 
     golden = sub.add_parser("golden", help="golden files")
     gsub = golden.add_subparsers(dest="golden_command", required=True)
@@ -152,6 +165,24 @@ def _record_verdict(out, folder: Path, args: argparse.Namespace) -> str:
     return "; golden: pass" if verdict.passed else f"; golden: FAIL ({len(verdict.problems)} problems, see golden.json)"
 
 
+def cmd_check_impl(args: argparse.Namespace) -> int:
+    """The table of verdicts; exit status 1 if a section is wrong or raised."""
+    from harness.devices import check_device, fix_threads
+    from harness.impl.run import check_file, save, table
+
+    fix_threads()
+    _check_backend(args.backend)
+    root = folder(args.out)
+    check_device(args.device)
+    results = check_file(args.file, args.backend, args.section, args.seed, args.stride, args.time_limit, args.device,
+                         progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
+    meta = {"file": args.file, "backend": args.backend, "seed": args.seed, "stride": args.stride}
+    page = save(results, root / args.backend, meta)
+    print(table(results))
+    print(f"report (your images beside the reference's, tracebacks): {page.resolve()}")
+    return int(any(r.verdict in ("wrong", "error") for r in results))
+
+
 def cmd_golden_update(args: argparse.Namespace) -> None:
     from harness import golden
     from harness.backends import backend_names, has_goldens
@@ -268,13 +299,14 @@ def main(argv: list[str] | None = None) -> int:
     return _dispatch(args)
 
 
-COMMANDS = {"list": lambda args: cmd_list(), "run": cmd_run, "golden": cmd_golden_update, "data": cmd_data,
+COMMANDS = {"list": lambda args: cmd_list(), "run": cmd_run, "check-impl": cmd_check_impl, "golden": cmd_golden_update, "data": cmd_data,
             "train": cmd_train, "measure": cmd_measure, "report": cmd_report}
 
 
 # How to need less GPU memory, per command (the one line of an out-of-memory error).
 LESS_MEMORY = {
     "run": "run one section at a time (`run SECTION`), or --device cpu, which needs no GPU memory",
+    "check-impl": "check one section at a time (--section), or --device cpu, which needs no GPU memory",
     "golden": "update one section at a time (`golden update SECTION`)",
     "train": "lower the batch, e.g. --set batch_size=64, or train over several GPUs with torchrun",
     "measure": "measure fewer samples (--samples), or split them over GPUs with torchrun",
@@ -283,10 +315,11 @@ LESS_MEMORY = {
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    """Run the command; a HarnessError or running out of GPU memory becomes one line on stderr (naming
-    the rank under torchrun) and exit status 2 (a bad name, value or image) or 1."""
+    """Run the command (its own exit status if it returns one: check-impl's 1 for a wrong section); a
+    HarnessError or running out of GPU memory becomes one line on stderr (naming the rank under torchrun) and
+    exit status 2 (a bad name, value or image) or 1."""
     try:
-        COMMANDS[args.command](args)
+        status = COMMANDS[args.command](args)
     except HarnessError as e:
         print(f"error: {_rank()}{e}", file=sys.stderr)
         return 2 if isinstance(e, (UnknownName, BadImage, BadValue)) else 1
@@ -301,7 +334,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"error: {_rank()}{out_of_memory(e, f'running `{args.command}`', fix)}",
               file=sys.stderr)
         return 1
-    return 0
+    return status or 0
 
 
 def _rank() -> str:

@@ -1,0 +1,95 @@
+"""``pytest --impl FILE [paths]``: check-impl's sections as pytest cases, one per (section, backend), instead of
+the tests collected from the paths (those are deselected). A wrong or raising section fails with its one
+line (and the user's traceback); a missing function skips; the table of verdicts ends the run. Registered
+through the ``pytest11`` entry point, so any repository with this package installed can run it.
+
+    pytest --impl my_proj5.py reproductions --impl-backend mnist --impl-section A1.8
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.seeding import DEFAULT_SEED
+
+RESULTS_KEY = pytest.StashKey[list]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("check-impl", "check an implementation of the course's Part A functions")
+    group.addoption("--impl", metavar="FILE", help="your .py file (or module): its sections become the run's cases")
+    group.addoption("--impl-backend", action="append", metavar="BACKEND", help="tiny-if (default) or mnist; repeatable")
+    group.addoption("--impl-section", action="append", metavar="SECTION", help="only these sections (repeatable)")
+    group.addoption("--impl-stride", type=int, default=30, help="stride of the strided timesteps (the course's 30)")
+    group.addoption("--impl-time-limit", type=float, default=600.0, help="seconds one call of your function may take")
+
+
+class ImplFailure(Exception):
+    """A section that is wrong or raised: its one line, and the traceback of the user's code if any."""
+
+
+class ImplItem(pytest.Item):
+    def __init__(self, *, section: str, backend: str, **kwargs):
+        super().__init__(**kwargs)
+        self.section, self.backend = section, backend
+
+    def runtest(self) -> None:
+        from harness.errors import HarnessError
+        from harness.impl.run import check_file
+
+        option = self.config.getoption
+        try:
+            result = check_file(option("--impl"), self.backend, [self.section], DEFAULT_SEED, option("--impl-stride"),
+                                option("--impl-time-limit"))[0]
+        except HarnessError as e:  # the file does not load (a syntax error, its top level raised), a bad name
+            raise ImplFailure(f"{self.section} on {self.backend}: {e}", getattr(e, "trace", "")) from None
+        self.config.stash[RESULTS_KEY].append((self.backend, result))
+        self.user_properties.append(("verdict", result.verdict))
+        if result.verdict == "skipped":
+            pytest.skip(result.figures)
+        if result.verdict in ("wrong", "error"):
+            looks = f"; looks like: {result.looks_like}" if result.looks_like else ""
+            raise ImplFailure(f"{self.section} on {self.backend}: {result.verdict}: {result.figures}{looks}", result.trace)
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, ImplFailure):
+            line, trace = excinfo.value.args
+            return f"{line}\n{trace}".rstrip()
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.config.getoption("--impl"), None, f"{self.section} on {self.backend}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[RESULTS_KEY] = []
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
+    """With --impl, the collected tests give way to one case per (section, backend)."""
+    if not config.getoption("--impl"):
+        return
+    from harness.errors import HarnessError
+    from harness.impl.run import select
+
+    try:
+        checks = select(config.getoption("--impl-section"))
+    except HarnessError as e:
+        raise pytest.UsageError(str(e)) from None
+    config.hook.pytest_deselected(items=list(items))
+    impl = Path(config.getoption("--impl")).name
+    items[:] = [ImplItem.from_parent(session, name=f"{c.section}-{b}", nodeid=f"{impl}::{c.section}-{b}",
+                                     section=c.section, backend=b)
+                for b in config.getoption("--impl-backend") or ["tiny-if"] for c in checks]
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    results = config.stash.get(RESULTS_KEY, [])
+    if results:
+        from harness.impl.run import table
+
+        for backend in dict.fromkeys(b for b, _ in results):
+            terminalreporter.write_sep("=", f"check-impl on {backend}: {config.getoption('--impl')}")
+            terminalreporter.write_line(table([r for b, r in results if b == backend]))

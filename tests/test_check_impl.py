@@ -1,0 +1,249 @@
+"""check-impl: the pieces (device map, noise replay, signature variants, loading), the proof files under
+tests/impls/ (a course-style implementation matches; each common mistake is wrong with its diagnosis; the
+signature variants and GPU-style code run unchanged on the CPU; another noise order works without matching),
+the CLI and the pytest plugin end to end, and the report page in Chromium. Every run uses stride 330 (990,
+660, 330, 0)."""
+
+import hashlib
+import subprocess
+import sys
+import tomllib
+from importlib import import_module
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.analytic import AnalyticDenoiser, patterns
+from harness.guides import Plain
+from harness.impl.calling import ImplError, Pair, bind, read_output, role
+from harness.impl.devicemap import on_backend
+from harness.impl.loader import UserCodeError, compile_file, user_code
+from harness.impl.replay import Tape, recording, replaying, serving
+from harness.impl.run import check_file, save, table
+from harness.sampling import sample
+from harness.schedules import strided_timesteps
+from harness.seeding import generators
+from tests.browser import BrowserUnavailable, check_page, ensure_chromium
+
+IMPLS = Path(__file__).parent / "impls"
+STRIDE = 330
+ROOT = Path(__file__).parents[1]
+
+
+def verdicts(name: str, backend: str, sections: list[str]) -> dict[str, tuple[str, str, str]]:
+    results = check_file(str(IMPLS / f"{name}.py"), backend, sections, stride=STRIDE, time_limit=300)
+    return {r.section: (r.verdict, r.looks_like, r.figures) for r in results}
+
+
+def test_gpu_calls_land_on_the_backend_and_are_restored():
+    originals = torch.Tensor.cuda, torch.Tensor.half, torch.Tensor.to, torch.zeros
+    x = torch.ones(2)
+    with on_backend("cpu", torch.float32):
+        assert x.cuda().device.type == "cpu" and x.half().dtype == torch.float32
+        assert x.to("cuda", torch.float16).dtype == torch.float32
+        assert x.to(device=torch.device("cuda:0"), dtype=torch.float16).device.type == "cpu"
+        made = torch.zeros(3, device="cuda", dtype=torch.float16)
+        assert made.device.type == "cpu" and made.dtype == torch.float32
+    with pytest.raises(ZeroDivisionError), on_backend("cpu", torch.float32):
+        1 / 0
+    assert (torch.Tensor.cuda, torch.Tensor.half, torch.Tensor.to, torch.zeros) == originals
+
+
+def test_replay_serves_the_tape_in_call_order_and_restores():
+    a, b = torch.randn(1, 3, 2, 2), torch.randn(12)
+    tape = Tape([("x_T", a), ("step", b)], seed=0)
+    randn, randn_like = torch.randn, torch.randn_like
+    with replaying(tape):
+        assert torch.equal(torch.randn_like(torch.zeros(1, 3, 2, 2)), a)
+        assert torch.equal(torch.randn(1, 3, 2, 2, device="cpu"), b.reshape(1, 3, 2, 2))  # same size, reshaped
+        torch.randn(5)  # past the tape: the extra stream
+        torch.randn(5, generator=torch.Generator().manual_seed(0))  # an explicit generator is the user's own
+    assert (tape.position, tape.unmatched) == (2, 1)
+    with pytest.raises(RuntimeError), replaying(tape.fresh()):
+        raise RuntimeError
+    assert (torch.randn, torch.randn_like) == (randn, randn_like)
+
+
+def test_a_recorded_loop_served_again_reproduces_it_and_a_skip_changes_it():
+    den = AnalyticDenoiser(patterns())
+    ts = strided_timesteps(990, STRIDE)
+    run = lambda: sample(den, ts, Plain(den.condition(["a"])), generators(1, "s", 1))  # noqa: E731
+    with recording(1) as tape:
+        x = run()
+    assert [r for r, _ in tape.draws] == ["x_T", "step", "step", "step"]
+    with serving(tape.fresh()):
+        assert torch.equal(run(), x)
+    with serving(tape.fresh(), lambda r, k, n: r == "step" and k == n - 1):
+        assert not torch.equal(run(), x)
+
+
+def test_roles_pairs_and_binding():
+    assert [role(n) for n in ("im_noisy", "original_image", "i_start", "prompt_embeds", "uncond_embeds",
+                              "prompt_embeds_2", "prompt1_embeds", "timesteps", "scale", "display", "stage_1",
+                              "alphas_cumprod", "mask", "t")] == [
+        "image", "image", "i_start", "prompt", "uncond", "prompt2", "prompt1", "timesteps", "scale", "display",
+        "stage_1", "alphas_cumprod", "mask", "t"]
+    p1, p2 = torch.zeros(1), torch.ones(1)
+    pair = Pair(p1, p2)
+    first, second = pair
+    assert first is p1 and pair[1] is p2 and pair["p2"] is p2 and pair["upright"] is p1
+    keyed = Pair(p1, p2)
+    assert keyed["a"] is p1 and keyed["b"] is p2 and keyed["a"] is p1  # keys without a digit: order of first use
+
+    def no_i_start(im_noisy, prompt_embeds, timesteps, display=True):
+        pass
+
+    kwargs = bind(no_i_start, {"image": 0, "prompt": p1, "timesteps": [9, 6, 3, 0], "i_start": 2})
+    assert kwargs == {"im_noisy": 0, "prompt_embeds": p1, "timesteps": [3, 0], "display": False}
+    with pytest.raises(ImplError, match="cannot tell what parameter 'frobnicate' is"):
+        bind(lambda im, frobnicate: None, {"image": 0})
+
+
+def test_outputs_are_read_in_every_course_form():
+    like = torch.zeros(1, 3, 4, 4)
+    x = torch.rand(1, 3, 4, 4) * 2 - 1
+    for out in (x.numpy(), x[0], (x, [x]), (x[0].permute(1, 2, 0).numpy() + 1) / 2):
+        assert torch.allclose(read_output(out, like, "f"), x, atol=1e-6)
+    with pytest.raises(ImplError, match=r"returned shape \(4, 4\): expected \(1, 3, 4, 4\)"):
+        read_output(np.zeros((4, 4)), like, "f")
+    with pytest.raises(ImplError, match="NaN"):
+        read_output(x * float("nan"), like, "f")
+
+
+def test_user_code_errors_are_one_line(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def forward(im, t)\n    return im\n")
+    with pytest.raises(ImplError, match=r"^bad.py line 1: syntax error"):
+        compile_file(bad)
+    with pytest.raises(UserCodeError, match="ran past the time limit of 0.2 s"):
+        with user_code(torch.device("cpu"), torch.float32, 0, 0.2, "forward", bad):
+            while True:
+                pass
+    with pytest.raises(UserCodeError, match=r"raised KeyError: 'x'") as e:
+        with user_code(torch.device("cpu"), torch.float32, 0, 10, "forward", bad):
+            {}["x"]
+    assert "KeyError" in e.value.trace
+
+
+@pytest.mark.parametrize("backend", ["tiny-if", "mnist"])
+def test_course_style_implementation_matches_and_is_not_modified(backend):
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in IMPLS.glob("*.py")}
+    randn = torch.randn
+    got = verdicts("course", backend, ["A1.1", "A1.4", "A1.7.2"])
+    assert {v for v, _, _ in got.values()} == {"matches the reference"}, got
+    assert before == {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in IMPLS.glob("*.py")}
+    assert torch.randn is randn
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["course", "variants", "variants_args"])
+@pytest.mark.parametrize("backend", ["tiny-if", "mnist"])
+def test_every_section_matches(name, backend):
+    got = verdicts(name, backend, [])
+    assert {v for v, _, _ in got.values()} == {"matches the reference"}, got
+
+
+MISTAKES = [("mistake_sqrt", "A1.1", "sqrt missing"), ("mistake_cfg", "A1.7.3", "CFG around the conditional"),
+            ("mistake_view", "A1.8", "view not inverted"), ("mistake_bands", "A1.9", "bands swapped"),
+            ("mistake_renoise", "A1.7.2", "not re-noised"), ("mistake_last_variance", "A1.4", "at the last step")]
+
+
+@pytest.mark.parametrize("name, section, says", MISTAKES, ids=[m[0] for m in MISTAKES])
+def test_each_mistake_is_wrong_with_its_diagnosis(name, section, says):
+    verdict, looks_like, figures = verdicts(name, "mnist", [section])[section]
+    assert verdict == "wrong" and says in looks_like, figures
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, section, says", MISTAKES, ids=[m[0] for m in MISTAKES])
+def test_each_mistake_is_wrong_with_its_diagnosis_on_tiny_if(name, section, says):
+    verdict, looks_like, figures = verdicts(name, "tiny-if", [section])[section]
+    assert verdict == "wrong" and says in looks_like, figures
+
+
+def test_gpu_style_signature_variants_run_unchanged_on_the_cpu():
+    got = {**verdicts("variants", "tiny-if", ["A1.4", "A1.8"]), **verdicts("variants_args", "mnist", ["A1.8", "A1.9"])}
+    assert {v for v, _, _ in got.values()} == {"matches the reference"}, got
+
+
+def test_another_noise_order_works_without_matching():
+    got = verdicts("noise_order", "mnist", ["A1.1", "A1.7.2"])
+    assert {v for v, _, _ in got.values()} == {"works"}, got
+    assert "unmatched" in got["A1.1"][2]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", "check-impl", *args], capture_output=True, text=True,
+                          timeout=600, cwd=ROOT)
+
+
+def test_cli_table_outputs_and_exit_status(tmp_path):
+    res = _cli(str(IMPLS / "course.py"), "--backend", "mnist", "--section", "A1.1", "--stride", str(STRIDE),
+               "--out", str(tmp_path))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "| A1.1 | forward | matches the reference |" in res.stdout
+    assert {p.name for p in (tmp_path / "mnist" / "A1.1").iterdir()} == {"yours.png", "reference.png", "difference.png"}
+    assert (tmp_path / "mnist" / "index.html").is_file() and "index.html" in res.stdout
+    res = _cli(str(IMPLS / "mistake_renoise.py"), "--backend", "mnist", "--section", "A1.7.2", "--stride",
+               str(STRIDE), "--out", str(tmp_path))
+    assert res.returncode == 1 and "known region not re-noised" in res.stdout
+    bad = tmp_path / "bad.py"
+    bad.write_text("x = (\n")
+    res = _cli(str(bad), "--out", str(tmp_path))
+    assert res.returncode == 1 and res.stderr.strip().splitlines() == [
+        "error: bad.py line 1: syntax error: '(' was never closed; fix it (notebook exports: remove the !pip and "
+        "%magic lines)"]
+
+
+def _pytest(impl: str, section: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "harness.impl.pytest_plugin", "--impl",
+                           str(IMPLS / impl), "--impl-backend", "mnist", "--impl-section", section, "--impl-stride",
+                           str(STRIDE), "reproductions", "-q", "-p", "no:cacheprovider"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+
+
+def test_pytest_plugin_runs_the_checks_as_cases(tmp_path):
+    res = _pytest("course.py", "A1.4")
+    assert res.returncode == 0 and "1 passed" in res.stdout and "deselected" in res.stdout, res.stdout[-2000:]
+    res = _pytest("mistake_bands.py", "A1.9")
+    assert res.returncode == 1 and "looks like: bands swapped" in res.stdout, res.stdout[-2000:]
+    notebook = tmp_path / "notebook.py"
+    notebook.write_text("import torch\nassert torch.cuda.is_available(), 'a GPU runtime'\n")
+    res = _pytest(str(notebook), "A1.1")  # its top level fails: one line per case
+    assert res.returncode == 1 and ("A1.1 on mnist: notebook.py (its top level) raised AssertionError: a GPU runtime "
+                                    "(notebook.py line 2)") in res.stdout, res.stdout[-2000:]
+
+
+def test_pytest_plugin_is_a_pytest11_entry_point():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    (name, target), = project["entry-points"]["pytest11"].items()
+    assert name == target and hasattr(import_module(target), "pytest_addoption")
+
+
+def test_table_has_a_row_per_section():
+    text = table(check_file(str(IMPLS / "mistake_bands.py"), "mnist", ["A1.9", "A1.4"], stride=STRIDE))
+    assert text.splitlines()[0] == "| section | function | verdict | figures | looks like |"
+    assert "| A1.4 | iterative_denoise | matches the reference |" in text and "bands swapped" in text
+
+
+def test_report_page_shows_yours_beside_the_reference_in_chromium(tmp_path):
+    try:
+        chromium = ensure_chromium(timeout=900)
+    except BrowserUnavailable as e:
+        pytest.skip(f"no headless browser: {e}")
+    raising = tmp_path / "raising.py"
+    raising.write_text((IMPLS / "mistake_bands.py").read_text().replace(
+        'Path(__file__).with_name("course.py")', f'Path({str(IMPLS / "course.py")!r})')
+        + "\n\ndef forward(im, t):\n    return im[99]\n")
+    results = check_file(str(raising), "mnist", ["A1.1", "A1.9", "A1.5"], stride=STRIDE)
+    page = save(results, tmp_path / "out", {"file": "raising.py", "backend": "mnist", "seed": 180, "stride": STRIDE})
+    html = page.read_text()
+    assert "IndexError" in html and "bands swapped" in html and "Traceback" in html
+    shot = tmp_path / "page.png"
+    check = check_page(page.as_uri(), screenshot=shot, chromium=chromium)
+    assert len(check.images) == html.count("<img ") == 6  # yours, reference, difference for A1.9 and A1.5
+    assert check.broken_images == [] and check.console_errors == []
+    assert {"verdicts", "A1-1", "A1-9", "A1-5"} <= set(check.ids)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
