@@ -4,11 +4,14 @@ values accepted, saying what they did."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from harness.cli import main
 
 FILE, DIR, MISSING = "{file}", "{dir}", "{missing}"
+COURSE = str(Path(__file__).parent / "impls" / "course.py")  # a course-style implementation (tests/impls/)
 
 BAD = [
     # run
@@ -20,6 +23,15 @@ BAD = [
     (["run", "A1.7", "--image", MISSING], "does not exist: check the path"),
     (["run", "A1.7.2", "--mask", MISSING], "does not exist: check the path"),
     (["run", "A1.1", "--prompt", "a dog"], "section A1.1 takes no --prompt"),
+    # check-impl
+    (["check-impl", MISSING], "no file or module"),
+    (["check-impl", COURSE, "--backend", "nope"], "unknown backend 'nope'"),
+    (["check-impl", COURSE, "--section", "A9.9"], "no check for section 'A9.9'"),
+    (["check-impl", COURSE, "--stride", "0"], "0 is not a positive count"),
+    (["check-impl", COURSE, "--seed", "x"], "invalid int value: 'x'"),
+    (["check-impl", COURSE, "--device", "tpu"], "--device 'tpu' is not a torch device"),
+    (["check-impl", COURSE, "--time-limit", "0"], "0 s is no time"),
+    (["check-impl", COURSE, "--out", FILE], "is a file: pass a folder"),
     # golden
     (["golden", "update", "A9.9"], "unknown section 'A9.9'"),
     (["golden", "update", "--backend", "nope"], "unknown backend 'nope'"),
