@@ -61,6 +61,9 @@ def run_case(section_id: str, backend: str | None = None, seed: int = DEFAULT_SE
                                                             f"{ctx.backend_name}'s image shape"}
     if mask is not None:
         ctx.mask = load_mask(mask, size=size, image_size=image_size(image) if image is not None else None)
+        if image is not None and image_size(mask) != image_size(image):
+            ctx.image_meta["mask"] = (f"{mask}: resized from {'x'.join(map(str, image_size(mask)))} to the image's "
+                                      f"{'x'.join(map(str, image_size(image)))} (nearest-neighbour)")
     return run_section(section, ctx)
 
 

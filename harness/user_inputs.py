@@ -33,11 +33,11 @@ def load_image(path: str | Path, size: int = 64, channels: int = 3) -> torch.Ten
 
 def load_mask(path: str | Path, size: int = 64, image_size: tuple[int, int] | None = None) -> torch.Tensor:
     """A user's inpainting mask as (1, size, size) in {0, 1}: black (0) = keep, white (255) = regenerate.
-    It must be binary and, when image_size is given, the same size as the image it goes with."""
+    It must be binary; when image_size is given and the mask's differs, it is first resized to the image's
+    with nearest-neighbour (so it stays binary and lines up with the image's crop)."""
     pil = open_image(path, "mask")
     if image_size is not None and pil.size != tuple(image_size):
-        raise BadImage(f"mask {path} is {pil.size[0]}x{pil.size[1]} but the image is "
-                       f"{image_size[0]}x{image_size[1]}: draw the mask on the image's canvas")
+        pil = pil.resize(tuple(image_size), Image.NEAREST)
     arr = np.asarray(pil.convert("RGB") if pil.mode in ("RGB", "RGBA", "P") else pil)
     if arr.ndim == 3:
         if not (arr == arr[..., :1]).all():

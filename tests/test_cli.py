@@ -103,9 +103,12 @@ def test_inpainting_with_a_user_image_and_mask(tmp_path, capsys):
                  "--out", str(tmp_path / "o"), "--no-progress"]) == 0
     record = json.loads((tmp_path / "o" / "A1.7.2" / "tiny-if" / "metrics.json").read_text())
     assert record["meta"]["masks"] == ["user"] and record["metrics"]["known_region_max_abs_err"] < 1e-6
-    Image.fromarray(m[:32]).save(tmp_path / "small.png")
-    assert main(["run", "A1.7.2", "--image", str(tmp_path / "me.png"), "--mask", str(tmp_path / "small.png")]) == 2
-    assert "64x32 but the image is 64x64" in capsys.readouterr().err
+    Image.fromarray(m[:32]).save(tmp_path / "small.png")  # another size: resized to the image's, and said so
+    assert main(["run", "A1.7.2", "--image", str(tmp_path / "me.png"), "--mask", str(tmp_path / "small.png"),
+                 "--out", str(tmp_path / "s"), "--no-progress"]) == 0
+    record = json.loads((tmp_path / "s" / "A1.7.2" / "tiny-if" / "metrics.json").read_text())
+    assert "resized from 64x32 to the image's 64x64 (nearest-neighbour)" in record["meta"]["images"][0]["mask"]
+    assert record["metrics"]["known_region_max_abs_err"] < 1e-6
 
 
 def test_train_passes_the_speed_flags(monkeypatch, tmp_path):

@@ -63,7 +63,7 @@ def test_bad_user_images_get_one_line_errors(tmp_path):
         user_inputs.load_image(tmp_path / "missing.png")
 
 
-def test_masks_must_be_binary_and_the_image_size(tmp_path):
+def test_masks_must_be_binary_and_take_the_image_size(tmp_path):
     grey = np.zeros((64, 64), np.uint8)
     grey[10:20] = 128
     grey[30:40] = 255
@@ -73,11 +73,12 @@ def test_masks_must_be_binary_and_the_image_size(tmp_path):
     assert "not binary (found 3 distinct values)" in _one_line_naming(err, tmp_path / "soft.png")
     good = np.where(grey == 255, 255, 0).astype(np.uint8)
     Image.fromarray(good).save(tmp_path / "m.png")
-    with pytest.raises(BadImage) as err:
-        user_inputs.load_mask(tmp_path / "m.png", image_size=(100, 80))
-    assert "64x64 but the image is 100x80" in _one_line_naming(err, tmp_path / "m.png")
     m = user_inputs.load_mask(tmp_path / "m.png", image_size=(64, 64))
     assert m.shape == (1, 64, 64) and m[0, 35, 5] == 1 and m[0, 5, 5] == 0
+    # another size than the image's: resized to it (nearest: still binary), then cropped as the image is
+    wide = user_inputs.load_mask(tmp_path / "m.png", image_size=(128, 64))
+    assert wide.shape == (1, 64, 64) and set(wide.unique().tolist()) == {0.0, 1.0}
+    assert wide[0, 35, 5] == 1 and wide[0, 5, 5] == 0
 
 
 def test_png_round_trip_is_atomic(tmp_path):
