@@ -4,31 +4,13 @@ table for one test, runs every Part A section end to end; the shipped backends m
 from __future__ import annotations
 
 import pytest
-import torch
 
 from harness import backends
 from harness.backends import BackendSpec, get_backend
-from harness.denoisers.backend import Backend, DenoiserBackend, Judge, PartBBackend
+from harness.denoisers.backend import Backend, Judge, PartBBackend
 from harness.runner import cases, run_case
 from harness.sections import get_section
-from tests.analytic import AnalyticDenoiser, patterns
-
-
-class ToyDenoiser(AnalyticDenoiser):
-    """Data: a point mass at one of three smooth patterns, picked by the prompt's length; the null prompt's
-    pattern is zero (any prompt a section sends is understood)."""
-
-    def condition(self, prompts):
-        return torch.tensor([1 + len(p) % 3 if p else 0 for p in prompts])
-
-
-class ToyBackend(DenoiserBackend):
-    """The whole backend: a denoiser; A0's text-to-image, no judge and no upsampler come from DenoiserBackend."""
-
-    name = "toy"
-
-    def __init__(self, device: str):
-        self.device, self.denoiser = device, ToyDenoiser(patterns(64), size=64)
+from tests.analytic import ToyBackend
 
 
 @pytest.fixture

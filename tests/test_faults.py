@@ -9,25 +9,20 @@ import torch
 from harness import backends
 from harness.backends import BackendSpec, get_backend
 from harness.cli import main
-from harness.denoisers.backend import DenoiserBackend
 from harness.finite import NonFiniteSample, watching
 from harness.runner import run_case
 from harness.schedules import strided_timesteps
 from harness.sampling import sample
 from harness.seeding import generators
-from tests.analytic import AnalyticDenoiser, patterns
+from tests.analytic import ToyBackend, ToyDenoiser, patterns
 
 BAD_T = 540  # on A1.4's path: stride 30 from i_start 10 (t = 690)
 
 
-class FaultyDenoiser(AnalyticDenoiser):
-    """The analytic denoiser (any prompt understood), with a fault at timestep BAD_T: NaN noise, or
-    ``fault`` raised."""
+class FaultyDenoiser(ToyDenoiser):
+    """The toy denoiser with a fault at timestep BAD_T: NaN noise, or ``fault`` raised."""
 
     fault: BaseException | None = None
-
-    def condition(self, prompts):
-        return torch.tensor([1 + len(p) % 3 if p else 0 for p in prompts])
 
     def __call__(self, x_t, t, cond):
         est = super().__call__(x_t, t, cond)
@@ -38,11 +33,9 @@ class FaultyDenoiser(AnalyticDenoiser):
         return type(est)(torch.full_like(est.eps, float("nan")))
 
 
-class FaultyBackend(DenoiserBackend):
+class FaultyBackend(ToyBackend):
     name = "faulty"
-
-    def __init__(self, device: str):
-        self.device, self.denoiser = device, FaultyDenoiser(patterns(64), size=64)
+    denoiser_class = FaultyDenoiser
 
 
 @pytest.fixture
@@ -79,5 +72,5 @@ def test_running_out_of_gpu_memory_is_one_line(faulty, tmp_path, capsys, monkeyp
         "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.19 GiB"))
     assert main(["run", "A1.4", "--backend", "faulty", "--out", str(tmp_path), "--no-progress"]) == 1
     err = capsys.readouterr().err
-    assert err.splitlines() == [f"error: out of GPU memory while running `run` (Tried to allocate 2.00 GiB): "
-                                f"run one section at a time (`run SECTION`), or --device cpu, which needs no GPU memory"]
+    assert err.splitlines() == ["error: out of GPU memory while running `run` (Tried to allocate 2.00 GiB): "
+                                "run one section at a time (`run SECTION`), or --device cpu, which needs no GPU memory"]
