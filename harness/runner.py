@@ -60,10 +60,11 @@ def run_case(section_id: str, backend: str | None = None, seed: int = DEFAULT_SE
         ctx.image_meta = {"source": str(image), "loaded_as": f"{'grey' if channels == 1 else 'RGB'} {size}x{size}, "
                                                             f"{ctx.backend_name}'s image shape"}
     if mask is not None:
-        ctx.mask = load_mask(mask, size=size, image_size=image_size(image) if image is not None else None)
-        if image is not None and image_size(mask) != image_size(image):
+        canvas = image_size(image) if image is not None else None
+        ctx.mask = load_mask(mask, size=size, image_size=canvas)
+        if canvas is not None and image_size(mask) != canvas:
             ctx.image_meta["mask"] = (f"{mask}: resized from {'x'.join(map(str, image_size(mask)))} to the image's "
-                                      f"{'x'.join(map(str, image_size(image)))} (nearest-neighbour)")
+                                      f"{'x'.join(map(str, canvas))} (nearest-neighbour)")
     return run_section(section, ctx)
 
 
