@@ -12,7 +12,7 @@ from harness.devices import fix_threads  # noqa: E402
 
 fix_threads()
 
-pytest_plugins = ["benchmarks.keep_finished"]
+pytest_plugins = ["benchmarks.keep_finished", "harness.cuda_faults"]
 
 
 def pytest_addoption(parser):

@@ -1,7 +1,8 @@
 """Where and how torch runs: the device a ``--device`` names (with a one-line error when it cannot run),
 copies to it that never block, the CPU thread count (one decision for the CLI, the goldens and the tests;
 shared out among pytest-xdist workers and torchrun ranks), the GPU of an xdist worker, the settings
-for deterministic CUDA kernels, and the machine epsilon a model's kernels round to."""
+for deterministic CUDA kernels, which CUDA errors lose the process's context, and the machine epsilon a
+model's kernels round to."""
 
 from __future__ import annotations
 
@@ -87,6 +88,18 @@ def out_of_memory(e: BaseException, doing: str, fix: str) -> str:
         free, total = torch.cuda.mem_get_info()
         where = f"; {free / 2**30:.1f} of {total / 2**30:.1f} GiB free on {torch.cuda.get_device_name()}"
     return f"out of GPU memory while {doing} ({asked[0] if asked else 'allocation failed'}{where}): {fix}"
+
+
+# CUDA's sticky errors: after one, every CUDA call of the process fails the same way until it exits
+CONTEXT_LOST = ("device-side assert", "illegal memory access", "unspecified launch failure", "misaligned address",
+                "illegal instruction", "hardware stack error", "launch timed out")
+
+
+def context_lost(e: BaseException) -> bool:
+    """Whether ``e`` left this process's CUDA context unusable (a CUDA error of the `CONTEXT_LOST` kinds, which
+    torch raises as `torch.AcceleratorError`); an out-of-memory error, or an invalid argument, does not."""
+    text = str(e)
+    return isinstance(e, RuntimeError) and "CUDA error" in text and any(k in text for k in CONTEXT_LOST)
 
 
 def deterministic_cuda() -> None:
