@@ -346,3 +346,24 @@ def test_gpu_home_ships_the_quick_checkpoints_as_int8_where_fp16_would_not_trave
         ours = load_file(shipped / f"{kind}_epoch20.safetensors")
         theirs = load(checkpoints.read(kind, 20, weights="int8"))
         assert ours.keys() == theirs.keys() and all(torch.equal(v, theirs[k]) for k, v in ours.items())
+
+
+def test_a_pack_that_keeps_failing_leaves_the_earlier_results_whole(tmp_path, monkeypatch, capsys):
+    """A file that keeps vanishing under tar (another lane's step writing) three times: the results.tar.gz
+    of the step before stays as it was, and no partial archive replaces it."""
+    c = check.Check(out=tmp_path / "out", work=tmp_path / "work", device="cpu", dry=True, deadline=float("inf"))
+    c.out.mkdir()
+    (c.work / "logs").mkdir(parents=True)
+    (c.work / "logs" / "a.log").write_text("a\n")
+    check.pack(c, {}, set())
+    before = (c.out / "results.tar.gz").read_bytes()
+    (c.work / "logs" / "b.log").write_text("b\n")
+
+    def vanishing(self, *args, **kwargs):
+        raise FileNotFoundError("a file went between listing and reading")
+
+    monkeypatch.setattr(tarfile.TarFile, "add", vanishing)
+    check.pack(c, {}, set())
+    assert (c.out / "results.tar.gz").read_bytes() == before
+    assert sorted(p.name for p in c.out.iterdir()) == ["results.tar.gz"]
+    assert "not updated after 3 tries" in capsys.readouterr().out

@@ -323,6 +323,10 @@ def pack(c: Check, summary: dict[str, dict], home: set[str]) -> None:
             break
         except OSError as e:
             print(f"gpu-check: packing again ({e})", flush=True)
+    else:  # the earlier results.tar.gz stays; the next step's pack tries again
+        tmp.unlink(missing_ok=True)
+        print("gpu-check: results.tar.gz not updated after 3 tries; the next step packs again", flush=True)
+        return
     tmp.replace(c.out / "results.tar.gz")
     room = FILES_BACK_BYTES - (c.out / "results.tar.gz").stat().st_size
     chosen: list[Path] = []
