@@ -7,6 +7,8 @@ the CLI and the pytest plugin end to end, and the report page in Chromium. Every
 import hashlib
 import subprocess
 import sys
+import threading
+import time
 import tomllib
 from importlib import import_module
 from pathlib import Path
@@ -125,6 +127,52 @@ def test_user_code_errors_are_one_line(tmp_path):
         with user_code(torch.device("cpu"), torch.float32, 0, 10, "forward", bad):
             {}["x"]
     assert "KeyError" in e.value.trace
+
+
+def _in_a_thread(fn):
+    """fn() run in another thread (not the main one): what it returned or raised."""
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - the test reads what escaped
+            box["error"] = e
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive()
+    return box
+
+
+def test_the_time_limit_stops_user_code_in_another_thread(tmp_path):
+    def endless():
+        with user_code(torch.device("cpu"), torch.float32, 0, 0.5, "forward", tmp_path / "f.py"):
+            while True:
+                pass
+
+    got = _in_a_thread(endless)
+    assert isinstance(got.get("error"), UserCodeError), got
+    assert str(got["error"]).startswith("forward ran past the time limit of 0.5 s")
+
+
+def test_a_time_limit_never_fires_after_its_block_in_another_thread(tmp_path):
+    def in_time():
+        for _ in range(20):  # blocks that end at their limit: in time, or just too late (either is right)
+            try:
+                with user_code(torch.device("cpu"), torch.float32, 0, 0.05, "forward", tmp_path / "f.py"):
+                    time.sleep(0.05)
+            except UserCodeError:
+                pass
+        end = time.monotonic() + 1.0  # 20 limits on: a stray TimeLimit would be raised in this loop
+        spins = 0
+        while time.monotonic() < end:
+            spins += 1
+        return spins
+
+    got = _in_a_thread(in_time)
+    assert "error" not in got and got["value"] > 0, got
 
 
 @pytest.mark.parametrize("backend", ["tiny-if", "mnist"])

@@ -3,12 +3,14 @@ its line number) and run in a fresh module whose namespace first holds the cours
 top-level code and its functions find ``stage_1``, ``alphas_cumprod``, ... as the notebook's cells do.
 
 Every piece of user code (the top level, each function call) runs in `user_code`: CUDA and fp16 on the
-backend (`devicemap`), the global RNG seeded for that call and restored afterwards, and a time limit. An
+backend (`devicemap`), the global RNG seeded for that call and restored afterwards, and a time limit, in
+any thread (`_limit`). An
 exception becomes a `UserCodeError`: one line naming the file's line, with the traceback kept for the report.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import itertools
 import signal
@@ -117,9 +119,15 @@ def _where(e: BaseException, path: Path) -> str:
 
 @contextmanager
 def _limit(seconds: float) -> Iterator[None]:
-    """TimeLimit raised in the main thread after ``seconds`` (SIGALRM); elsewhere no limit can interrupt."""
+    """TimeLimit raised in the running thread after ``seconds``, whichever thread runs the user's code.
+
+    The main thread uses SIGALRM: its handler also interrupts a blocking call (``time.sleep``, a read), which an
+    asynchronous exception waits out. Any other thread (a pytest plugin's, a GUI's worker) gets TimeLimit as an
+    asynchronous exception (`PyThreadState_SetAsyncExc`) from a `threading.Timer`, raised at the next bytecode
+    it runs (`_async_limit`)."""
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
-        yield
+        with _async_limit(seconds):
+            yield
         return
 
     def expire(signum, frame):
@@ -132,3 +140,34 @@ def _limit(seconds: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@contextmanager
+def _async_limit(seconds: float) -> Iterator[None]:
+    """TimeLimit set on this thread by a timer after ``seconds``; never after the block: the timer sets it only
+    under the lock while the block runs, and on exit the block, under that lock, marks itself done and clears
+    an exception the timer set that has not been raised yet (set in the race with the block's last bytecodes)."""
+    ident, lock, state = threading.get_ident(), threading.Lock(), {"done": False, "fired": False}
+
+    def expire() -> None:
+        with lock:
+            if not state["done"]:
+                _set_async_exc(ident, TimeLimit)
+                state["fired"] = True
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        with lock:
+            state["done"] = True
+        timer.cancel()
+        if state["fired"]:
+            _set_async_exc(ident, None)
+
+
+def _set_async_exc(ident: int, exc: type[BaseException] | None) -> None:
+    """Raise ``exc`` asynchronously in thread ``ident`` (None: clear a pending one)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), None if exc is None else ctypes.py_object(exc))
