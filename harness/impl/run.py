@@ -17,9 +17,10 @@ from harness.errors import UnknownName
 from harness.image_io import make_grid, save_png
 from harness.impl.calling import ImplError, bind, read_output
 from harness.impl.checks import CHECKS, Check, Ctx
-from harness.impl.loader import UserCodeError, compile_file, load, resolve, user_code
+from harness.impl.loader import UserCodeError, load, resolve, user_code
 from harness.impl.notebook import Presented, notebook_globals
 from harness.impl.replay import Tape, recording, replaying
+from harness.impl.source import Source, compile_file
 from harness.impl.verdicts import judge
 from harness.schedules import strided_timesteps
 from harness.seeding import DEFAULT_SEED
@@ -31,7 +32,7 @@ class Result:
 
     section: str
     function: str
-    verdict: str  # matches the reference | works | wrong | error | skipped
+    verdict: str  # matches the reference | works | wrong | error | skipped | stand-in (the "setup" row)
     figures: str
     looks_like: str = ""
     trace: str = ""
@@ -58,18 +59,19 @@ def select(sections: Sequence[str] | None) -> list[Check]:
 def check_file(target: str, backend: str = "tiny-if", sections: Sequence[str] | None = None, seed: int = DEFAULT_SEED,
                stride: int = 30, time_limit: float = 600.0, device: str = "cpu",
                progress: Callable[[str], None] = lambda s: None) -> list[Result]:
-    """Check the course functions in ``target`` (a file or module) on ``backend``, section by section."""
+    """Check the course functions in ``target`` (a .py file, a notebook or a module) on ``backend``, section by
+    section; a first "setup" row names the imports that got a stand-in, if any."""
     if "A" not in spec(backend).parts:
         raise UnknownName(f"backend {backend!r} does not run Part A; check on tiny-if or mnist")
     checks, path = select(sections), resolve(target)
-    code = compile_file(path)
+    source = compile_file(path)
     loaded = get_backend(backend, device)
     den = Presented(loaded.denoiser)
     ts = strided_timesteps(990, stride, len(den.alphas_cumprod))
     namespace = notebook_globals(den, ts)
-    module = load(path, code, namespace, den.device, den.dtype, seed, time_limit)
+    module, stand_ins = load(source, namespace, den.device, den.dtype, seed, time_limit)
     ctx = Ctx(backend, den, loaded.judge, seed, stride, namespace)
-    results = []
+    results = [stand_in_row(stand_ins)] if stand_ins else []
     for check in checks:
         found = check.find(module)
         if found is None:
@@ -77,7 +79,7 @@ def check_file(target: str, backend: str = "tiny-if", sections: Sequence[str] | 
             continue
         progress(f"{check.section}: {found[0]}")
         try:
-            results.append(run_check(check, ctx, found, module, path, time_limit, progress))
+            results.append(run_check(check, ctx, found, module, source, time_limit, progress))
         except UserCodeError as e:
             results.append(Result(check.section, found[0], "error", str(e), trace=e.trace))
         except ImplError as e:
@@ -85,7 +87,13 @@ def check_file(target: str, backend: str = "tiny-if", sections: Sequence[str] | 
     return results
 
 
-def run_check(check: Check, ctx: Ctx, found: tuple[str, Callable], module, path: Path, time_limit: float,
+def stand_in_row(modules: Sequence[str]) -> Result:
+    """The row that says which imports got a stand-in (`loader.StandIn`)."""
+    return Result("setup", ", ".join(modules), "stand-in", "not installed here and only used for display: a "
+                  "stand-in whose calls do nothing")
+
+
+def run_check(check: Check, ctx: Ctx, found: tuple[str, Callable], module, source: Source, time_limit: float,
               progress: Callable[[str], None]) -> Result:
     """The reference of every call (recorded), the user's function on the replayed draws, the verdict."""
     name, fn = found
@@ -101,7 +109,7 @@ def run_check(check: Check, ctx: Ctx, found: tuple[str, Callable], module, path:
         kwargs = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in bind(fn, call.values).items()}
         if "prompt" in call.values:  # for code that reads the global
             module.prompt_embeds = call.values["prompt"]
-        with replaying(tape.fresh()) as served, user_code(ctx.den.device, ctx.den.dtype, ctx.seed, time_limit, what, path):
+        with replaying(tape.fresh()) as served, user_code(ctx.den.device, ctx.den.dtype, ctx.seed, time_limit, what, source):
             out = fn(**kwargs)
         outs.append(read_output(out, call.like, what).to(call.like.device))
         replayed.append(served)
@@ -129,7 +137,8 @@ def table(results: Sequence[Result]) -> str:
     return "\n".join(lines + ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows])
 
 
-BADGES = {"matches the reference": "pass", "works": "pass", "wrong": "fail", "error": "error", "skipped": "none"}
+BADGES = {"matches the reference": "pass", "works": "pass", "wrong": "fail", "error": "error", "skipped": "none",
+          "stand-in": "none"}
 ZOOM = 3  # the report shows 64x64 and 28x28 images this many times larger
 
 
