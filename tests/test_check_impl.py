@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import tomllib
+import types
 from importlib import import_module
 from pathlib import Path
 
@@ -19,8 +20,9 @@ import pytest
 import torch
 
 from tests.analytic import AnalyticDenoiser, patterns
-from harness.guides import Plain
-from harness.impl.calling import ImplError, Pair, bind, read_output, role
+from harness.guides import VIEWS, Plain
+from harness.impl.calling import ImplError, Pair, ViewArg, bind, read_output, role
+from harness.impl.checks import CHECKS
 from harness.impl.devicemap import on_backend
 from harness.impl.loader import UserCodeError, user_code
 from harness.impl.source import Source, blank_ipython, compile_file
@@ -270,6 +272,39 @@ def test_each_mistake_is_wrong_with_its_diagnosis_on_tiny_if(name, section, says
 def test_gpu_style_signature_variants_run_unchanged_on_the_cpu():
     got = {**verdicts("variants", "tiny-if", ["A1.4", "A1.8"]), **verdicts("variants_args", "mnist", ["A1.8", "A1.9"])}
     assert {v for v, _, _ in got.values()} == {"matches the reference"}, got
+
+
+def _rows(name: str, backend: str, sections: list[str]) -> dict[str, tuple[str, str, str]]:
+    """function -> (verdict, looks like, figures) of tests/impls/NAME.py."""
+    results = check_file(str(IMPLS / f"{name}.py"), backend, sections, stride=STRIDE, time_limit=300)
+    return {r.function: (r.verdict, r.looks_like, r.figures) for r in results}
+
+
+def test_rotation_anagrams_match_in_either_direction():
+    got = _rows("rotations", "tiny-if", ["A1.8"])
+    assert set(got) == {"make_flip_illusion", "make_rot90_illusion", "make_rot180_illusion", "make_rotation_illusion"}
+    assert {v for v, _, _ in got.values()} == {"matches the reference"}, got
+    assert got["make_rot90_illusion"][2].startswith("view rot90, counter-clockwise as the reference; PSNR")
+    assert got["make_rotation_illusion"][2].startswith("view rot90, clockwise (the reference turns counter-clockwise")
+    assert got["make_rot180_illusion"][2].startswith("view rot180; PSNR")
+
+
+def test_a_rotation_not_turned_back_is_wrong_with_its_diagnosis():
+    verdict, looks_like, figures = _rows("mistake_rotation", "tiny-if", ["A1.8"])["make_rot90_illusion"]
+    assert verdict == "wrong" and "view not inverted" in looks_like, figures
+
+
+def test_a_general_anagram_function_gets_each_view():
+    module = types.ModuleType("user")
+    exec("def visual_anagrams(image, prompt_embeds, uncond_embeds, timesteps, view='flip'):\n    pass\n"
+         "def rotate_image(x):\n    pass\n", module.__dict__)
+    rows = [(f.name, f.key, [c.label.split(",")[0] for c in f.checks]) for c in CHECKS for f in c.find(module)]
+    assert rows == [("visual_anagrams", "A1.8", [""]),
+                    ("visual_anagrams", "A1.8-visual_anagrams-rot90", ["view rot90", "view rot90"]),
+                    ("visual_anagrams", "A1.8-visual_anagrams-rot180", ["view rot180"])]
+    view = ViewArg(VIEWS["rot90"])
+    x = torch.arange(4.0).reshape(1, 1, 2, 2)
+    assert view == "rot90" and torch.equal(view.invert(view(x)), x) and not torch.equal(view(x), x)
 
 
 def test_another_noise_order_works_without_matching():
