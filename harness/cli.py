@@ -37,8 +37,9 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-impl", help="check your implementation of the course's Part A functions against "
                                               "the reference, section by section (a table; outputs in --out)")
-    check.add_argument("file", metavar="FILE", help="your .py file (or an importable module) with forward, "
-                                                    "iterative_denoise, iterative_denoise_cfg, inpaint, ...")
+    check.add_argument("file", metavar="FILE", help="your notebook (.ipynb: its definitions only), .py file or "
+                                                    "importable module with forward, iterative_denoise, "
+                                                    "iterative_denoise_cfg, inpaint, ...")
     check.add_argument("--backend", default="tiny-if", help="tiny-if (default, random weights) or mnist (trained, judged)")
     check.add_argument("--section", action="append", metavar="SECTION", help="only these sections (repeatable)")
     check.add_argument("--stride", type=positive, default=30, help="stride of the strided timesteps (the course's 30)")

@@ -5,9 +5,13 @@ the CLI and the pytest plugin end to end, and the report page in Chromium. Every
 660, 330, 0)."""
 
 import hashlib
+import json
 import subprocess
 import sys
+import threading
+import time
 import tomllib
+import types
 from importlib import import_module
 from pathlib import Path
 
@@ -16,10 +20,12 @@ import pytest
 import torch
 
 from tests.analytic import AnalyticDenoiser, patterns
-from harness.guides import Plain
-from harness.impl.calling import ImplError, Pair, bind, read_output, role
+from harness.guides import VIEWS, Plain
+from harness.impl.calling import ImplError, Pair, ViewArg, bind, read_output, role
+from harness.impl.checks import CHECKS
 from harness.impl.devicemap import on_backend
-from harness.impl.loader import UserCodeError, compile_file, user_code
+from harness.impl.loader import UserCodeError, user_code
+from harness.impl.source import Source, blank_ipython, compile_file
 from harness.impl.replay import Tape, recording, replaying, serving
 from harness.impl.run import check_file, save, table
 from harness.sampling import sample
@@ -33,8 +39,22 @@ ROOT = Path(__file__).parents[1]
 
 
 def verdicts(name: str, backend: str, sections: list[str]) -> dict[str, tuple[str, str, str]]:
-    results = check_file(str(IMPLS / f"{name}.py"), backend, sections, stride=STRIDE, time_limit=300)
+    """section -> (verdict, looks like, figures) of tests/impls/NAME (NAME.py unless it has a suffix)."""
+    file = IMPLS / (name if "." in name else f"{name}.py")
+    results = check_file(str(file), backend, sections, stride=STRIDE, time_limit=300)
     return {r.section: (r.verdict, r.looks_like, r.figures) for r in results}
+
+
+def _notebook(path: Path, *cells: str) -> Path:
+    """A notebook (nbformat 4) of a markdown cell, then these code cells (cell 2, 3, ...); source as lists."""
+    def cell(kind, text):
+        lines = text.split("\n")
+        extra = {"outputs": [], "execution_count": None} if kind == "code" else {}
+        return {"cell_type": kind, "metadata": {}, "source": [ln + "\n" for ln in lines[:-1]] + lines[-1:], **extra}
+
+    path.write_text(json.dumps({"cells": [cell("markdown", "# my project"), *(cell("code", c) for c in cells)],
+                                "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    return path
 
 
 def test_gpu_calls_land_on_the_backend_and_are_restored():
@@ -112,19 +132,70 @@ def test_outputs_are_read_in_every_course_form():
         read_output(x * float("nan"), like, "f")
 
 
+def _plain(path: Path) -> Source:
+    return Source(path, compile("", str(path), "exec"))
+
+
 def test_user_code_errors_are_one_line(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def forward(im, t)\n    return im\n")
     with pytest.raises(ImplError, match=r"^bad.py line 1: syntax error"):
         compile_file(bad)
+    source = _plain(bad)
     with pytest.raises(UserCodeError, match="ran past the time limit of 0.2 s"):
-        with user_code(torch.device("cpu"), torch.float32, 0, 0.2, "forward", bad):
+        with user_code(torch.device("cpu"), torch.float32, 0, 0.2, "forward", source):
             while True:
                 pass
     with pytest.raises(UserCodeError, match=r"raised KeyError: 'x'") as e:
-        with user_code(torch.device("cpu"), torch.float32, 0, 10, "forward", bad):
+        with user_code(torch.device("cpu"), torch.float32, 0, 10, "forward", source):
             {}["x"]
     assert "KeyError" in e.value.trace
+
+
+def _in_a_thread(fn):
+    """fn() run in another thread (not the main one): what it returned or raised."""
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - the test reads what escaped
+            box["error"] = e
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive()
+    return box
+
+
+def test_the_time_limit_stops_user_code_in_another_thread(tmp_path):
+    def endless():
+        with user_code(torch.device("cpu"), torch.float32, 0, 0.5, "forward", _plain(tmp_path / "f.py")):
+            while True:
+                pass
+
+    got = _in_a_thread(endless)
+    assert isinstance(got.get("error"), UserCodeError), got
+    assert str(got["error"]).startswith("forward ran past the time limit of 0.5 s")
+
+
+def test_a_time_limit_never_fires_after_its_block_in_another_thread(tmp_path):
+    def in_time():
+        for _ in range(20):  # blocks that end at their limit: in time, or just too late (either is right)
+            try:
+                with user_code(torch.device("cpu"), torch.float32, 0, 0.05, "forward", _plain(tmp_path / "f.py")):
+                    time.sleep(0.05)
+            except UserCodeError:
+                pass
+        end = time.monotonic() + 1.0  # 20 limits on: a stray TimeLimit would be raised in this loop
+        spins = 0
+        while time.monotonic() < end:
+            spins += 1
+        return spins
+
+    got = _in_a_thread(in_time)
+    assert "error" not in got and got["value"] > 0, got
 
 
 @pytest.mark.parametrize("backend", ["tiny-if", "mnist"])
@@ -135,6 +206,41 @@ def test_course_style_implementation_matches_and_is_not_modified(backend):
     assert {v for v, _, _ in got.values()} == {"matches the reference"}, got
     assert before == {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in IMPLS.glob("*.py")}
     assert torch.randn is randn
+
+
+def test_a_notebook_runs_its_definitions_only_and_matches():
+    notebook = IMPLS / "course.ipynb"
+    before = notebook.read_bytes()
+    results = check_file(str(notebook), "tiny-if", ["A1.1", "A1.4"], stride=STRIDE, time_limit=300)
+    assert notebook.read_bytes() == before
+    setup, *sections = results
+    assert (setup.section, setup.verdict, setup.function) == ("setup", "stand-in", "google.colab, mediapy, IPython.display")
+    assert [(r.section, r.verdict) for r in sections] == [("A1.1", "matches the reference"),
+                                                          ("A1.4", "matches the reference")], sections
+
+
+def test_ipython_syntax_is_blanked_keeping_line_numbers():
+    cell = ["!pip install a \\", "    b", "%matplotlib inline", "files = !ls", "forward?", "x = 1  # why?",
+            "def f():", "    %time g()", "    return 5 % 2"]
+    assert blank_ipython(cell) == ["pass", "", "pass", "pass", "pass", "x = 1  # why?", "def f():", "    pass",
+                                   "    return 5 % 2"]
+    assert blank_ipython(["", "%%bash", "ls"]) == ["", "", ""]
+
+
+def test_notebook_errors_name_the_cell_and_its_line(tmp_path):
+    broken = _notebook(tmp_path / "broken.ipynb", "import torch", "!pip install x\ndef forward(im, t)\n    return im")
+    with pytest.raises(ImplError, match=r"^broken.ipynb cell 3 line 2: syntax error: expected ':'"):
+        compile_file(broken)
+    missing = _notebook(tmp_path / "missing.ipynb", "x = 1\nimport no_such_module_here")
+    with pytest.raises(UserCodeError, match=r"^missing.ipynb \(its top level\) raised ModuleNotFoundError: no module "
+                                            r"named 'no_such_module_here' here: install it .*\(missing.ipynb cell 2 line 2\)$"):
+        check_file(str(missing), "mnist", ["A1.1"], stride=STRIDE)
+    raising = _notebook(tmp_path / "raising.ipynb", "import torch\nstage_1 = DiffusionPipeline.from_pretrained('x')",
+                        "%matplotlib inline\ndef forward(im, t):\n    noise = torch.randn_like(im)\n    return im[99]")
+    result, = check_file(str(raising), "mnist", ["A1.1"], stride=STRIDE)
+    assert result.verdict == "error" and result.figures.endswith("raised IndexError: index 99 is out of bounds for "
+                                                                 "dimension 0 with size 1 (raising.ipynb cell 3 line 4)")
+    assert 'File "raising.ipynb cell 3", line 4, in forward\n    return im[99]' in result.trace, result.trace
 
 
 @pytest.mark.slow
@@ -168,6 +274,39 @@ def test_gpu_style_signature_variants_run_unchanged_on_the_cpu():
     assert {v for v, _, _ in got.values()} == {"matches the reference"}, got
 
 
+def _rows(name: str, backend: str, sections: list[str]) -> dict[str, tuple[str, str, str]]:
+    """function -> (verdict, looks like, figures) of tests/impls/NAME.py."""
+    results = check_file(str(IMPLS / f"{name}.py"), backend, sections, stride=STRIDE, time_limit=300)
+    return {r.function: (r.verdict, r.looks_like, r.figures) for r in results}
+
+
+def test_rotation_anagrams_match_in_either_direction():
+    got = _rows("rotations", "tiny-if", ["A1.8"])
+    assert set(got) == {"make_flip_illusion", "make_rot90_illusion", "make_rot180_illusion", "make_rotation_illusion"}
+    assert {v for v, _, _ in got.values()} == {"matches the reference"}, got
+    assert got["make_rot90_illusion"][2].startswith("view rot90, counter-clockwise as the reference; PSNR")
+    assert got["make_rotation_illusion"][2].startswith("view rot90, clockwise (the reference turns counter-clockwise")
+    assert got["make_rot180_illusion"][2].startswith("view rot180; PSNR")
+
+
+def test_a_rotation_not_turned_back_is_wrong_with_its_diagnosis():
+    verdict, looks_like, figures = _rows("mistake_rotation", "tiny-if", ["A1.8"])["make_rot90_illusion"]
+    assert verdict == "wrong" and "view not inverted" in looks_like, figures
+
+
+def test_a_general_anagram_function_gets_each_view():
+    module = types.ModuleType("user")
+    exec("def visual_anagrams(image, prompt_embeds, uncond_embeds, timesteps, view='flip'):\n    pass\n"
+         "def rotate_image(x):\n    pass\n", module.__dict__)
+    rows = [(f.name, f.key, [c.label.split(",")[0] for c in f.checks]) for c in CHECKS for f in c.find(module)]
+    assert rows == [("visual_anagrams", "A1.8", [""]),
+                    ("visual_anagrams", "A1.8-visual_anagrams-rot90", ["view rot90", "view rot90"]),
+                    ("visual_anagrams", "A1.8-visual_anagrams-rot180", ["view rot180"])]
+    view = ViewArg(VIEWS["rot90"])
+    x = torch.arange(4.0).reshape(1, 1, 2, 2)
+    assert view == "rot90" and torch.equal(view.invert(view(x)), x) and not torch.equal(view(x), x)
+
+
 def test_another_noise_order_works_without_matching():
     got = verdicts("noise_order", "mnist", ["A1.1", "A1.7.2"])
     assert {v for v, _, _ in got.values()} == {"works"}, got
@@ -194,7 +333,7 @@ def test_cli_table_outputs_and_exit_status(tmp_path):
     res = _cli(str(bad), "--out", str(tmp_path))
     assert res.returncode == 1 and res.stderr.strip().splitlines() == [
         "error: bad.py line 1: syntax error: '(' was never closed; fix it (notebook exports: remove the !pip and "
-        "%magic lines)"]
+        "%magic lines, or pass the .ipynb itself)"]
 
 
 def _pytest(impl: str, section: str) -> subprocess.CompletedProcess:
@@ -214,6 +353,11 @@ def test_pytest_plugin_runs_the_checks_as_cases(tmp_path):
     res = _pytest(str(notebook), "A1.1")  # its top level fails: one line per case
     assert res.returncode == 1 and ("A1.1 on mnist: notebook.py (its top level) raised AssertionError: a GPU runtime "
                                     "(notebook.py line 2)") in res.stdout, res.stdout[-2000:]
+
+
+def test_pytest_plugin_runs_a_notebook():
+    res = _pytest("course.ipynb", "A1.1")
+    assert res.returncode == 0 and "1 passed" in res.stdout and "| setup | google.colab" in res.stdout, res.stdout[-2000:]
 
 
 def test_pytest_plugin_is_a_pytest11_entry_point():

@@ -3,7 +3,9 @@ against the harness's own (README "Check your own implementation").
 
 notebook: what the course notebook gives the user's functions (`stage_1`, `alphas_cumprod`, `add_variance`,
     `device`, prompt embeddings) on any Part A backend;
-loader: the user's file as a module, never modified, with those globals;
+source: the user's file compiled: a .py file as it is, a notebook's definitions (its errors name the cell);
+loader: that code as a module, never modified, with those globals, stand-ins for display-only imports, and
+    the time limit in any thread;
 devicemap: `.cuda()`, "cuda" and `.half()` mapped to the backend's device and dtype while user code runs;
 replay: the user's global-RNG draws served, in call order, from the reference run's seeded draws;
 calling: the user's signature variants bound, and their outputs read back as images;

@@ -4,7 +4,7 @@ Each parameter gets a role from its name (`role`): the image, the mask, t, i_sta
 embeddings (one, or two as ``prompt1_embeds``/``prompt_embeds_2``/``far``/``near`` ..., or both in one
 ``prompt_embeds`` as a tuple or a dict: `Pair`), the unconditional ones (``uncond_prompt_embeds``,
 ``uncond_embeds``), the CFG scale, ``display`` (False), ``alphas_cumprod``, ``stage_1``, the hybrid filter's
-kernel_size and sigma, ``device``. Without an ``i_start`` the loop is given the timesteps from i_start on.
+kernel_size and sigma, ``device``, an anagram's ``view``/``transform`` (`ViewArg`). Without an ``i_start`` the loop is given the timesteps from i_start on.
 
 The output is read back (`read_output`) as an (N, C, H, W) tensor in the model's data range: NCHW numpy or
 torch (the course's ``image.cpu().numpy()``), CHW, or HWC in [0, 1] (the course's display form x / 2 + 0.5);
@@ -24,6 +24,7 @@ from harness.errors import HarnessError
 
 ROLE_PATTERNS = (  # (role, pattern on the lower-case parameter name); the first match wins
     ("display", r"display|show|verbose|plot|save|vis|debug"),
+    ("view", r"^view(_?name|_?fn)?$|^transform$"),
     ("uncond", r"uncond|negative|neg_|null|empty"),
     ("mask", r"mask"),
     ("i_start", r"start"),
@@ -82,6 +83,22 @@ class Pair(tuple):
 
     def values(self):
         return list(self)
+
+
+class ViewArg(str):
+    """An anagram's view given to a general function's ``view``/``transform`` parameter: its name ("flip",
+    "rot90", "rot180"), so ``view == "rot90"`` works, and callable: the view applied (``.invert``: its inverse)."""
+
+    def __new__(cls, view: Any):
+        arg = super().__new__(cls, view.name)
+        arg.view = view
+        return arg
+
+    def __call__(self, x: Any) -> Any:
+        return self.view.apply(x)
+
+    def invert(self, x: Any) -> Any:
+        return self.view.invert(x)
 
 
 def bind(fn: Callable, values: dict[str, Any]) -> dict[str, Any]:

@@ -12,9 +12,11 @@ flags it reads are the section-specific ones (`mistakes`); patches and skipped d
 
 from __future__ import annotations
 
+import inspect
 import re
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Callable, Sequence
 
 import torch
@@ -27,6 +29,7 @@ from harness.editing import inpaint
 from harness.filters import gaussian_blur, low_pass
 from harness.guides import CFG, VIEWS, Anagram, Hybrid, Plain, View
 from harness.impl import mistakes as mk
+from harness.impl.calling import ViewArg, role
 from harness.impl.mistakes import Mistake
 from harness.impl.notebook import Presented
 from harness.metrics import psnr, ssim
@@ -113,15 +116,31 @@ class Check:
     metrics: Metrics = _none
     relations: tuple[Relation, ...] = ()
     statistics: Callable[[Call, torch.Tensor], dict[str, tuple[float, float]]] | None = None
+    label: str = ""  # what the figures begin with (a rotation's view and direction)
+    every: Callable[["Check", dict[str, Callable]], list["Found"]] | None = None  # see `find`
 
-    def find(self, module: types.ModuleType) -> tuple[str, Callable] | None:
-        """The user's function for this check, or None; only functions defined in the user's file count."""
+    def find(self, module: types.ModuleType) -> list["Found"]:
+        """The user's functions for this check, [] if none; only functions defined in the user's file count.
+        One function (the course's name first, else the first whose name matches ``pattern``), or, for a check
+        with ``every`` (the rotations: optional, any number), what ``every`` finds among them."""
         own = {k: v for k, v in vars(module).items() if isinstance(v, types.FunctionType)
                and v.__module__ == module.__name__}
-        for name in self.names:
-            if name in own:
-                return name, own[name]
-        return next(((k, v) for k, v in own.items() if re.search(self.pattern, k)), None)
+        if self.every is not None:
+            return self.every(self, own)
+        name = next((n for n in self.names if n in own), None) or next((k for k in own if re.search(self.pattern, k)), None)
+        return [] if name is None else [Found(name, own[name], (self,), self.section)]
+
+
+@dataclass(frozen=True)
+class Found:
+    """A user function to check, and the checks it may be judged by: one, or a rotation's candidate views (the
+    same calls, each with its own reference; the one closest to the output judges it and is reported). ``key``
+    names its row's outputs (the section, or the section and the function)."""
+
+    name: str
+    fn: Callable
+    checks: tuple[Check, ...]
+    key: str
 
 
 def _image(ctx: Ctx, name: str) -> torch.Tensor:
@@ -340,40 +359,88 @@ KNOWN_REGION = Relation("the known region is kept (to forward(x_orig, 0)'s noise
 
 
 # A1.8, A1.9 ---------------------------------------------------------------------------------------------------
+# A1.8 checks the flip (make_flip_illusion) and, where the user's file defines them, rotation anagrams: one row
+# each, all under --section A1.8. Public implementations name them make_rotation_illusion, make_rot90_illusion,
+# ..., or pass a view to one general function; they turn with torch.rot90 either way, so the direction is read
+# from the output (`rotation_candidates`) and reported, not judged.
 
 ANAGRAM_PAIRS = {"mnist": [("4", "7")] * 2}  # the mnist section's best flip pair, two seeds
+ROTATED = r"rot(at|\d)"  # rotation, rotated, rotate, rot90, rot180
+ROTATION = rf"{ROTATED}.*(illusion|anagram)|(illusion|anagram).*{ROTATED}"  # make_rotation_illusion, rot90_anagram
+FLIP = rf"^(?!.*{ROTATED}).*(flip|anagram|illusion)"
 
 
-def anagram_calls(ctx: Ctx) -> list[Call]:
-    """make_flip_illusion from pure noise: the section's flip anagrams (x_T from its stream)."""
+def _anagram_pairs(ctx: Ctx, view: View) -> list[tuple[str, str]]:
+    """The prompt pairs: the flip's (mnist: its best pair, two seeds), or the section's rotation pairs (one;
+    on a judged backend two), whichever rotation is checked, so that every candidate view gets the same calls."""
+    if view.name == "flip" and ctx.backend in ANAGRAM_PAIRS:
+        return ANAGRAM_PAIRS[ctx.backend]
+    pairs = [(a, b) for a, b, v in ctx.params("A1.8")["anagrams"] if (v == "flip") == (view.name == "flip")]
+    return pairs[:2 if ctx.judge is not None and view.name != "flip" else 1]
+
+
+def anagram_calls(ctx: Ctx, view: View = VIEWS["flip"]) -> list[Call]:
+    """make_flip_illusion (or a rotation's function, with its ``view``) from pure noise, x_T from the section's
+    stream: eps = (CFG(eps(x_t, a)) + view^-1(CFG(eps(view(x_t), b)))) / 2."""
     p = ctx.params("A1.8")
-    pairs = ANAGRAM_PAIRS.get(ctx.backend, [(a, b) for a, b, view in p["anagrams"] if view == "flip"][:1])
-    uncond, calls = ctx.cond(None), []
-    for j, (a, b) in enumerate(pairs):
-        conds, stream = (ctx.cond(a), ctx.cond(b)), f"anagram{j}"
+    uncond, calls, kind = ctx.cond(None), [], "anagram" if view.name == "flip" else "rotation"
+    for j, (a, b) in enumerate(_anagram_pairs(ctx, view)):
+        conds, stream = (ctx.cond(a), ctx.cond(b)), f"{kind}{j}"
         x_T = _noise(ctx, ctx.gens(stream))
 
         def reference(m: Mistake | None, conds=conds, stream=stream) -> torch.Tensor:
-            flip = VIEWS["flip"]
-            if m is mk.VIEW_NOT_INVERTED:
-                flip = View("flip", flip.apply, lambda x: x)
+            viewed = View(view.name, view.apply, lambda x: x) if m is mk.VIEW_NOT_INVERTED else view
             gens = ctx.gens(stream)
-            return _loop(ctx, _noise(ctx, gens), 0, Anagram([VIEWS["identity"], flip], list(conds), uncond,
+            return _loop(ctx, _noise(ctx, gens), 0, Anagram([VIEWS["identity"], viewed], list(conds), uncond,
                                                             p["cfg_scale"]), gens)
 
-        values = ctx.loop_values(image=x_T, i_start=0, prompts=conds, uncond=uncond, scale=p["cfg_scale"])
-        calls.append(Call(f"anagram{j}", values, x_T, reference, info={"prompts": (a, b)}))
+        values = ctx.loop_values(image=x_T, i_start=0, prompts=conds, uncond=uncond, scale=p["cfg_scale"],
+                                 view=ViewArg(view))
+        calls.append(Call(f"{kind}{j}", values, x_T, reference, info={"prompts": (a, b), "view": view}))
     return calls
 
 
 def anagram_metrics(ctx: Ctx, calls: Sequence[Call], outs: Sequence[torch.Tensor]) -> dict[str, float]:
-    """Where a judge reads digits: the share of anagrams read as a upright and b flipped (the section's rate)."""
+    """Where a judge reads digits: the share of anagrams read as a upright and b through the view (flipped,
+    rotated as the user's function rotates: the candidate that judges it), the section's rate."""
     if ctx.judge is None:
         return {}
-    x = ctx.show(torch.cat(list(outs)))
+    x, view = ctx.show(torch.cat(list(outs))), calls[0].info["view"]
     a, b = (torch.tensor([ctx.judge.label(c.info["prompts"][k]) for c in calls]) for k in (0, 1))
-    ok = (ctx.judge.classify(x) == a) & (ctx.judge.classify(VIEWS["flip"].apply(x)) == b)
+    ok = (ctx.judge.classify(x) == a) & (ctx.judge.classify(view.apply(x)) == b)
     return {"anagram_success_rate": float(ok.float().mean())}
+
+
+def clockwise(view: View) -> View:
+    """The view turned the other way (torch's rot90 with k > 0 turns counter-clockwise, as `VIEWS` does)."""
+    return View(view.name, view.invert, view.apply)
+
+
+def rotation_candidates(name: str) -> list[tuple[View, str]]:
+    """The views a rotation function may apply, with their labels: what its name says (90 or 270: a quarter
+    turn either way; 180: a half turn), or, when it says neither, any of them. A quarter turn either way is
+    right: the output tells which one the function makes, and the figures say."""
+    quarter = [(VIEWS["rot90"], "view rot90, counter-clockwise as the reference"),
+               (clockwise(VIEWS["rot90"]), "view rot90, clockwise (the reference turns counter-clockwise; either "
+                                           "is right)")]
+    half = [(VIEWS["rot180"], "view rot180")]
+    if re.search(r"90|270", name):
+        return quarter
+    return half if "180" in name else quarter + half
+
+
+def rotation_functions(check: Check, own: dict[str, Callable]) -> list[Found]:
+    """Every rotation anagram function (a name matching `ROTATION`: a rotation and illusion or anagram), with
+    the candidates its name allows; and the first general anagram function (a flip name with a ``view`` or
+    ``transform`` parameter, given a `calling.ViewArg`) once per rotation view, rot90 with both directions."""
+    def found(name: str, candidates: list[tuple[View, str]], key: str) -> Found:
+        checks = tuple(replace(check, calls=partial(anagram_calls, view=v), label=label) for v, label in candidates)
+        return Found(name, own[name], checks, key)
+
+    rotations = [found(k, rotation_candidates(k), f"{check.section}-{k}") for k in own if re.search(ROTATION, k)]
+    general = [k for k in own if re.search(FLIP, k) and "view" in {role(n) for n in inspect.signature(own[k]).parameters}]
+    return rotations + [found(k, rotation_candidates(v), f"{check.section}-{k}-{v}") for k in general[:1]
+                        for v in ("rot90", "rot180")]
 
 
 HYBRID_PAIRS = 2  # on a judged backend; one elsewhere
@@ -420,7 +487,9 @@ CHECKS = (
     Check("A1.7.2", ("inpaint",), r"inpaint", inpaint_calls, (mk.NOT_RENOISED, *mk.GUIDED), inpaint_metrics,
           (KNOWN_REGION,)),
     Check("A1.7.3", ("iterative_denoise_cfg",), r"denoise_cfg", img2img_calls, mk.GUIDED, img2img_metrics),
-    Check("A1.8", ("make_flip_illusion", "visual_anagrams"), r"flip|anagram|illusion", anagram_calls,
+    Check("A1.8", ("make_flip_illusion", "visual_anagrams"), FLIP, anagram_calls,
           (mk.VIEW_NOT_INVERTED, *mk.GUIDED), anagram_metrics),
+    Check("A1.8", (), ROTATION, anagram_calls, (mk.VIEW_NOT_INVERTED, *mk.GUIDED), anagram_metrics,
+          every=rotation_functions),
     Check("A1.9", ("make_hybrids",), r"hybrid", hybrid_calls, (mk.BANDS_SWAPPED, *mk.GUIDED), hybrid_metrics),
 )

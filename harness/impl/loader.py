@@ -1,14 +1,24 @@
-"""The user's file as a module, never modified: its source compiled as it is (a syntax error is one line with
-its line number) and run in a fresh module whose namespace first holds the course notebook's globals, so its
-top-level code and its functions find ``stage_1``, ``alphas_cumprod``, ... as the notebook's cells do.
+"""The user's file as a module, never modified: its code (`source`: a .py file as it is, a notebook's
+definitions only; a syntax error is one line naming its line, and a notebook's its cell) run in a fresh module
+whose namespace first holds the course notebook's globals, so its top-level code and its functions find
+``stage_1``, ``alphas_cumprod``, ... as the notebook's cells do.
+
+Imports: a module the course uses only for display or in Colab (`STAND_IN_MODULES`: mediapy, matplotlib,
+IPython, google.colab, ipywidgets) that is not installed here is bound to a `StandIn`, whose attributes are
+stand-ins and whose calls do nothing (the table says so); any other module that is not installed is a
+one-line error naming it and the fix. A .py file's top level runs as it is (it may be anyone's module); when
+it raises, the line says to pass the notebook itself or guard the setup.
 
 Every piece of user code (the top level, each function call) runs in `user_code`: CUDA and fp16 on the
-backend (`devicemap`), the global RNG seeded for that call and restored afterwards, and a time limit. An
-exception becomes a `UserCodeError`: one line naming the file's line, with the traceback kept for the report.
+backend (`devicemap`), the global RNG seeded for that call and restored afterwards, and a time limit, in any
+thread (`_limit`). An exception becomes a `UserCodeError`: one line naming the file's line (a notebook's cell
+and line), with the traceback kept for the report.
 """
 
 from __future__ import annotations
 
+import builtins
+import ctypes
 import importlib.util
 import itertools
 import signal
@@ -25,9 +35,13 @@ import torch
 from harness.errors import BadValue
 from harness.impl.calling import ImplError
 from harness.impl.devicemap import on_backend
+from harness.impl.source import Source
 from harness.seeding import derive_seed
 
 _names = itertools.count()
+STAND_IN_MODULES = ("mediapy", "matplotlib", "IPython", "google.colab", "ipywidgets")
+TOP_LEVEL_HINT = ("; a notebook's setup (loading DeepFloyd, embeddings, displays) cannot run here: pass the .ipynb "
+                  "itself (only its definitions run) or put the setup under if __name__ == '__main__':")
 
 
 class UserCodeError(ImplError):
@@ -42,47 +56,78 @@ class TimeLimit(BaseException):
     """Raised inside user code when its time limit passes (a BaseException: user code rarely catches those)."""
 
 
+class StandIn:
+    """A display-only module that is not installed here: its attributes are stand-ins, its calls do nothing."""
+
+    def __init__(self, name: str):
+        self.__name__ = name
+
+    def __getattr__(self, attr: str) -> "StandIn":
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return StandIn(f"{self.__name__}.{attr}")
+
+    def __call__(self, *_: Any, **__: Any) -> "StandIn":
+        return self
+
+    def __repr__(self) -> str:
+        return f"<stand-in for {self.__name__}>"
+
+
 def resolve(target: str) -> Path:
-    """A Python file, or an importable module's file (``pkg.my_proj5``)."""
+    """A Python file or notebook, or an importable module's file (``pkg.my_proj5``)."""
     path = Path(target)
     if path.is_file():
         return path
-    spec = None if path.suffix == ".py" or "/" in target else importlib.util.find_spec(target)
+    spec = None if path.suffix in (".py", ".ipynb") or "/" in target else importlib.util.find_spec(target)
     if spec is None or not spec.origin or not Path(spec.origin).is_file():
-        raise BadValue(f"no file or module {target!r}: pass the path of your .py file (a notebook: File > "
-                        f"Download > .py) or an importable module name")
+        raise BadValue(f"no file or module {target!r}: pass the path of your notebook (.ipynb) or .py file, or an "
+                       f"importable module name")
     return Path(spec.origin)
 
 
-def compile_file(path: Path) -> types.CodeType:
-    """The file's code, compiled as it is; a syntax error is one line with its line number."""
-    try:
-        return compile(path.read_text(encoding="utf-8"), str(path), "exec")
-    except SyntaxError as e:
-        raise ImplError(f"{path.name} line {e.lineno}: syntax error: {e.msg}; fix it (notebook exports: remove "
-                        f"the !pip and %magic lines)") from None
-
-
-def load(path: Path, code: types.CodeType, namespace: dict[str, Any], device: torch.device, dtype: torch.dtype,
-         seed: int, time_limit: float) -> types.ModuleType:
-    """Run the file's ``code`` in a module that already holds ``namespace``."""
+def load(source: Source, namespace: dict[str, Any], device: torch.device, dtype: torch.dtype, seed: int,
+         time_limit: float) -> tuple[types.ModuleType, list[str]]:
+    """Run the file's code in a module that already holds ``namespace``; the module, and the modules that got
+    a `StandIn`."""
     module = types.ModuleType(f"harness_impl_user_{next(_names)}")
-    module.__file__ = str(path)
+    module.__file__ = str(source.path)
     module.__dict__.update(namespace)
+    stand_ins: list[str] = []
+    module.__dict__["__builtins__"] = {**vars(builtins), "__import__": _importer(stand_ins)}
     sys.modules[module.__name__] = module  # dataclasses look their module up there while the file runs
     try:
-        with user_code(device, dtype, seed, time_limit, f"{path.name} (its top level)", path):
-            exec(code, module.__dict__)
+        with user_code(device, dtype, seed, time_limit, f"{source.path.name} (its top level)", source,
+                       "" if source.notebook else TOP_LEVEL_HINT):
+            exec(source.code, module.__dict__)
     finally:
         del sys.modules[module.__name__]
-    return module
+    return module, list(dict.fromkeys(stand_ins))
+
+
+def _importer(stand_ins: list[str]):
+    """``__import__`` for the user's code: a missing display-only module is a `StandIn` (its name appended to
+    ``stand_ins``); any other missing module raises naming it and the fix."""
+    real = builtins.__import__
+
+    def guarded(name, globals=None, locals=None, fromlist=(), level=0):
+        try:
+            return real(name, globals, locals, fromlist, level)
+        except ModuleNotFoundError as e:
+            if level == 0 and any(name == m or name.startswith(m + ".") for m in STAND_IN_MODULES):
+                stand_ins.append(name)
+                return StandIn(name if fromlist else name.split(".")[0])
+            raise ModuleNotFoundError(f"no module named {e.name!r} here: install it (pip install {e.name}), or drop "
+                                      f"the import if your course functions do not use it", name=e.name) from None
+
+    return guarded
 
 
 @contextmanager
 def user_code(device: torch.device, dtype: torch.dtype, seed: int, time_limit: float, what: str,
-              path: Path) -> Iterator[None]:
+              source: Source, hint: str = "") -> Iterator[None]:
     """Run user code: on the backend's device and dtype, its global RNG seeded from (seed, what) and restored,
-    under ``time_limit`` seconds; its exceptions become one-line `UserCodeError`s."""
+    under ``time_limit`` seconds; its exceptions become one-line `UserCodeError`s (``hint`` appended)."""
     try:
         with torch.random.fork_rng(devices=[]), on_backend(device, dtype), _limit(time_limit):
             torch.manual_seed(derive_seed(seed, f"impl/global/{what}"))
@@ -93,7 +138,8 @@ def user_code(device: torch.device, dtype: torch.dtype, seed: int, time_limit: f
     except (ImplError, KeyboardInterrupt):
         raise
     except Exception as e:
-        raise UserCodeError(f"{what} raised {type(e).__name__}: {_first_line(e)}{_where(e, path)}", _trace(e, path)) from None
+        raise UserCodeError(f"{what} raised {type(e).__name__}: {_first_line(e)}{_where(e, source)}{hint}",
+                            _trace(e, source)) from None
 
 
 def _first_line(e: BaseException) -> str:
@@ -101,25 +147,45 @@ def _first_line(e: BaseException) -> str:
     return text[0][:200] if text else "(no message)"
 
 
-def _trace(e: BaseException, path: Path) -> str:
-    """The traceback from the first frame in the user's file on (the harness's frames above it left out)."""
+def _user_frames(e: BaseException, source: Source) -> list[traceback.FrameSummary]:
+    """The traceback's frames from the first in the user's file on, a notebook's named by cell and line."""
     frames = traceback.extract_tb(e.__traceback__)
-    first = next((i for i, f in enumerate(frames) if Path(f.filename) == path), 0)
-    return "".join(["Traceback (most recent call last):\n", *traceback.format_list(frames[first:]),
+    first = next((i for i, f in enumerate(frames) if Path(f.filename) == source.path), 0)
+    return [_named(f, source) for f in frames[first:]]
+
+
+def _named(frame: traceback.FrameSummary, source: Source) -> traceback.FrameSummary:
+    """A frame in a notebook as 'my_proj5.ipynb cell 7', its line in that cell, and the line's text."""
+    if Path(frame.filename) != source.path or not source.notebook:
+        return frame
+    cell, line = source.cell_at(frame.lineno)
+    return traceback.FrameSummary(f"{source.path.name} cell {cell.number}", line, frame.name,
+                                  line=source.text(frame.lineno))
+
+
+def _trace(e: BaseException, source: Source) -> str:
+    """The traceback from the first frame in the user's file on (the harness's frames above it left out)."""
+    return "".join(["Traceback (most recent call last):\n", *traceback.format_list(_user_frames(e, source)),
                     *traceback.format_exception_only(type(e), e)])
 
 
-def _where(e: BaseException, path: Path) -> str:
-    """' (my_proj5.py line 42)': the deepest frame of the traceback in the user's file."""
-    lines = [f.lineno for f in traceback.extract_tb(e.__traceback__) if Path(f.filename) == path]
-    return f" ({path.name} line {lines[-1]})" if lines else ""
+def _where(e: BaseException, source: Source) -> str:
+    """' (my_proj5.py line 42)' or ' (my_proj5.ipynb cell 7 line 12)': the deepest frame in the user's file."""
+    lines = [f.lineno for f in traceback.extract_tb(e.__traceback__) if Path(f.filename) == source.path]
+    return f" ({source.where(lines[-1])})" if lines else ""
 
 
 @contextmanager
 def _limit(seconds: float) -> Iterator[None]:
-    """TimeLimit raised in the main thread after ``seconds`` (SIGALRM); elsewhere no limit can interrupt."""
+    """TimeLimit raised in the running thread after ``seconds``, whichever thread runs the user's code.
+
+    The main thread uses SIGALRM: its handler also interrupts a blocking call (``time.sleep``, a read), which an
+    asynchronous exception waits out. Any other thread (a pytest plugin's, a GUI's worker) gets TimeLimit as an
+    asynchronous exception (`PyThreadState_SetAsyncExc`) from a `threading.Timer`, raised at the next bytecode
+    it runs (`_async_limit`)."""
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
-        yield
+        with _async_limit(seconds):
+            yield
         return
 
     def expire(signum, frame):
@@ -132,3 +198,34 @@ def _limit(seconds: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@contextmanager
+def _async_limit(seconds: float) -> Iterator[None]:
+    """TimeLimit set on this thread by a timer after ``seconds``; never after the block: the timer sets it only
+    under the lock while the block runs, and on exit the block, under that lock, marks itself done and clears
+    an exception the timer set that has not been raised yet (set in the race with the block's last bytecodes)."""
+    ident, lock, state = threading.get_ident(), threading.Lock(), {"done": False, "fired": False}
+
+    def expire() -> None:
+        with lock:
+            if not state["done"]:
+                _set_async_exc(ident, TimeLimit)
+                state["fired"] = True
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        with lock:
+            state["done"] = True
+        timer.cancel()
+        if state["fired"]:
+            _set_async_exc(ident, None)
+
+
+def _set_async_exc(ident: int, exc: type[BaseException] | None) -> None:
+    """Raise ``exc`` asynchronously in thread ``ident`` (None: clear a pending one)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), None if exc is None else ctypes.py_object(exc))

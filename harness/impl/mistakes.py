@@ -37,7 +37,7 @@ NOT_RENOISED = Mistake(
     "known region not re-noised: x_t <- m x_t + (1 - m) x_orig instead of forward(x_orig, t)",
     patch=lambda: patched(editing, "forward", lambda x0, t, alphas_cumprod, eps: x0),
     skip=lambda role, k, n: role == "renoise")
-VIEW_NOT_INVERTED = Mistake("anagram view not inverted: the flipped branch's noise is not flipped back")
+VIEW_NOT_INVERTED = Mistake("anagram view not inverted: the viewed branch's noise is not flipped or rotated back")
 BANDS_SWAPPED = Mistake("bands swapped: low-pass of the near prompt, high-pass of the far one")
 
 LOOP = (NO_VARIANCE, NO_LAST_VARIANCE)  # every strided loop can make these

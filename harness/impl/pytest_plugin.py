@@ -1,6 +1,8 @@
 """``pytest --impl FILE [paths]``: check-impl's sections as pytest cases, one per (section, backend), instead of
 the tests collected from the paths (those are deselected). A wrong or raising section fails with its one
-line (and the user's traceback); a missing function skips; the table of verdicts ends the run. Registered
+line per function (A1.8: the flip and each rotation) and the user's traceback; a missing function skips; the
+table of verdicts ends the run (with the "setup" row of stand-in imports, once per backend). FILE may be a
+notebook (.ipynb): its definitions run (`harness.impl.source`). Registered
 through the ``pytest11`` entry point, so any repository with this package installed can run it.
 
     pytest --impl my_proj5.py reproductions --impl-backend mnist --impl-section A1.8
@@ -19,7 +21,7 @@ RESULTS_KEY = pytest.StashKey[list]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("check-impl", "check an implementation of the course's Part A functions")
-    group.addoption("--impl", metavar="FILE", help="your .py file (or module): its sections become the run's cases")
+    group.addoption("--impl", metavar="FILE", help="your notebook (.ipynb), .py file or module: its sections become the run's cases")
     group.addoption("--impl-backend", action="append", metavar="BACKEND", help="tiny-if (default) or mnist; repeatable")
     group.addoption("--impl-section", action="append", metavar="SECTION", help="only these sections (repeatable)")
     group.addoption("--impl-stride", type=int, default=30, help="stride of the strided timesteps (the course's 30)")
@@ -41,17 +43,22 @@ class ImplItem(pytest.Item):
 
         option = self.config.getoption
         try:
-            result = check_file(option("--impl"), self.backend, [self.section], DEFAULT_SEED, option("--impl-stride"),
-                                option("--impl-time-limit"))[0]
+            results = check_file(option("--impl"), self.backend, [self.section], DEFAULT_SEED, option("--impl-stride"),
+                                 option("--impl-time-limit"))
         except HarnessError as e:  # the file does not load (a syntax error, its top level raised), a bad name
             raise ImplFailure(f"{self.section} on {self.backend}: {e}", getattr(e, "trace", "")) from None
-        self.config.stash[RESULTS_KEY].append((self.backend, result))
-        self.user_properties.append(("verdict", result.verdict))
-        if result.verdict == "skipped":
-            pytest.skip(result.figures)
-        if result.verdict in ("wrong", "error"):
-            looks = f"; looks like: {result.looks_like}" if result.looks_like else ""
-            raise ImplFailure(f"{self.section} on {self.backend}: {result.verdict}: {result.figures}{looks}", result.trace)
+        stash = self.config.stash[RESULTS_KEY]
+        shown = {(b, r.section) for b, r in stash}  # the "setup" row once per backend
+        stash.extend((self.backend, r) for r in results if (self.backend, r.section) not in shown)
+        mine = [r for r in results if r.section == self.section]  # A1.8: the flip and each rotation
+        self.user_properties.append(("verdict", "; ".join(r.verdict for r in mine)))
+        failed = [r for r in mine if r.verdict in ("wrong", "error")]
+        if failed:
+            raise ImplFailure("\n".join(f"{self.section} on {self.backend}: {r.function}: {r.verdict}: {r.figures}"
+                                        + (f"; looks like: {r.looks_like}" if r.looks_like else "") for r in failed),
+                              "\n".join(r.trace for r in failed if r.trace))
+        if all(r.verdict == "skipped" for r in mine):
+            pytest.skip("; ".join(r.figures for r in mine))
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, ImplFailure):

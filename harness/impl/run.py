@@ -16,11 +16,12 @@ from harness.backends import get_backend, spec
 from harness.errors import UnknownName
 from harness.image_io import make_grid, save_png
 from harness.impl.calling import ImplError, bind, read_output
-from harness.impl.checks import CHECKS, Check, Ctx
-from harness.impl.loader import UserCodeError, compile_file, load, resolve, user_code
+from harness.impl.checks import CHECKS, Call, Check, Ctx, Found
+from harness.impl.loader import UserCodeError, load, resolve, user_code
 from harness.impl.notebook import Presented, notebook_globals
 from harness.impl.replay import Tape, recording, replaying
-from harness.impl.verdicts import judge
+from harness.impl.source import Source, compile_file
+from harness.impl.verdicts import MATCH_PSNR, distance, judge
 from harness.schedules import strided_timesteps
 from harness.seeding import DEFAULT_SEED
 
@@ -31,18 +32,23 @@ class Result:
 
     section: str
     function: str
-    verdict: str  # matches the reference | works | wrong | error | skipped
+    verdict: str  # matches the reference | works | wrong | error | skipped | stand-in (the "setup" row)
     figures: str
     looks_like: str = ""
     trace: str = ""
     images: dict[str, torch.Tensor] = field(default_factory=dict)
+    key: str = ""  # names the row's outputs and anchor: the section, or (a rotation) the section and function
+
+    def __post_init__(self):
+        self.key = self.key or self.section
 
     def row(self) -> dict[str, str]:
-        return {k: getattr(self, k) for k in ("section", "function", "verdict", "figures", "looks_like", "trace")}
+        return {k: getattr(self, k) for k in ("section", "function", "verdict", "figures", "looks_like", "trace", "key")}
 
 
 def check_ids() -> list[str]:
-    return [c.section for c in CHECKS]
+    """The section ids checked (A1.8 once: its flip and rotation checks run together)."""
+    return list(dict.fromkeys(c.section for c in CHECKS))
 
 
 def select(sections: Sequence[str] | None) -> list[Check]:
@@ -58,58 +64,82 @@ def select(sections: Sequence[str] | None) -> list[Check]:
 def check_file(target: str, backend: str = "tiny-if", sections: Sequence[str] | None = None, seed: int = DEFAULT_SEED,
                stride: int = 30, time_limit: float = 600.0, device: str = "cpu",
                progress: Callable[[str], None] = lambda s: None) -> list[Result]:
-    """Check the course functions in ``target`` (a file or module) on ``backend``, section by section."""
+    """Check the course functions in ``target`` (a .py file, a notebook or a module) on ``backend``, section by
+    section; a first "setup" row names the imports that got a stand-in, if any."""
     if "A" not in spec(backend).parts:
         raise UnknownName(f"backend {backend!r} does not run Part A; check on tiny-if or mnist")
     checks, path = select(sections), resolve(target)
-    code = compile_file(path)
+    source = compile_file(path)
     loaded = get_backend(backend, device)
     den = Presented(loaded.denoiser)
     ts = strided_timesteps(990, stride, len(den.alphas_cumprod))
     namespace = notebook_globals(den, ts)
-    module = load(path, code, namespace, den.device, den.dtype, seed, time_limit)
+    module, stand_ins = load(source, namespace, den.device, den.dtype, seed, time_limit)
     ctx = Ctx(backend, den, loaded.judge, seed, stride, namespace)
-    results = []
+    results = [stand_in_row(stand_ins)] if stand_ins else []
     for check in checks:
         found = check.find(module)
-        if found is None:
+        if not found and check.every is None:  # the rotations are optional: none, no row
             results.append(Result(check.section, "-", "skipped", f"no function {' or '.join(check.names)} in {path.name}"))
-            continue
-        progress(f"{check.section}: {found[0]}")
-        try:
-            results.append(run_check(check, ctx, found, module, path, time_limit, progress))
-        except UserCodeError as e:
-            results.append(Result(check.section, found[0], "error", str(e), trace=e.trace))
-        except ImplError as e:
-            results.append(Result(check.section, found[0], "error", str(e)))
+        for f in found:
+            progress(f"{check.section}: {f.name}")
+            try:
+                results.append(run_check(f, ctx, module, source, time_limit, progress))
+            except UserCodeError as e:
+                results.append(Result(check.section, f.name, "error", str(e), trace=e.trace, key=f.key))
+            except ImplError as e:
+                results.append(Result(check.section, f.name, "error", str(e), key=f.key))
     return results
 
 
-def run_check(check: Check, ctx: Ctx, found: tuple[str, Callable], module, path: Path, time_limit: float,
-              progress: Callable[[str], None]) -> Result:
-    """The reference of every call (recorded), the user's function on the replayed draws, the verdict."""
-    name, fn = found
-    calls = check.calls(ctx)
-    refs, tapes = [], []
+def stand_in_row(modules: Sequence[str]) -> Result:
+    """The row that says which imports got a stand-in (`loader.StandIn`)."""
+    return Result("setup", ", ".join(modules), "stand-in", "not installed here and only used for display: a "
+                  "stand-in whose calls do nothing")
+
+
+def _references(check: Check, ctx: Ctx) -> tuple[list[Call], list[torch.Tensor], list[Tape]]:
+    """The check's calls, the reference of each (recorded) and its tape of draws."""
+    calls, refs, tapes = check.calls(ctx), [], []
     for call in calls:
         with torch.no_grad(), recording(ctx.seed) as tape:
             refs.append(call.reference(None).float())
         tapes.append(Tape(call.draws, ctx.seed) if call.draws is not None else tape)
+    return calls, refs, tapes
+
+
+def run_check(found: Found, ctx: Ctx, module, source: Source, time_limit: float,
+              progress: Callable[[str], None]) -> Result:
+    """The references of every candidate check, the user's function on the first's calls and replayed draws
+    (every candidate makes the same calls and draws), and the verdict of the candidate closest to its output."""
+    candidates = [(check, *_references(check, ctx)) for check in found.checks]
+    check, calls, refs, tapes = candidates[0]
     outs, replayed = [], []
     for call, tape in zip(calls, tapes):
-        what = f"{check.section} {name}"
-        kwargs = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in bind(fn, call.values).items()}
+        what = f"{check.section} {found.name}"
+        kwargs = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in bind(found.fn, call.values).items()}
         if "prompt" in call.values:  # for code that reads the global
             module.prompt_embeds = call.values["prompt"]
-        with replaying(tape.fresh()) as served, user_code(ctx.den.device, ctx.den.dtype, ctx.seed, time_limit, what, path):
-            out = fn(**kwargs)
+        with replaying(tape.fresh()) as served, user_code(ctx.den.device, ctx.den.dtype, ctx.seed, time_limit, what, source):
+            out = found.fn(**kwargs)
         outs.append(read_output(out, call.like, what).to(call.like.device))
         replayed.append(served)
-    draws = _draws(replayed)
-    verdict = judge(check, ctx, calls, tapes, outs, refs, draws, progress)
+    (check, calls, refs, tapes), verdict = _judged(candidates, ctx, outs, _draws(replayed), progress)
     images = {"yours": torch.cat([ctx.show(x) for x in outs]), "reference": torch.cat([ctx.show(r) for r in refs])}
     images["difference"] = (images["yours"] - images["reference"]).abs() - 1  # |diff| on [-1, 1]: 0 is black
-    return Result(check.section, name, verdict.verdict, verdict.figures, verdict.looks_like, images=images)
+    figures = "; ".join(filter(None, [check.label, verdict.figures]))
+    return Result(check.section, found.name, verdict.verdict, figures, verdict.looks_like, images=images, key=found.key)
+
+
+def _judged(candidates: list, ctx: Ctx, outs: list[torch.Tensor], draws: str, progress: Callable[[str], None]):
+    """The candidate that judges the outputs, and its verdict: the closest if it matches; otherwise the first
+    whose mistakes name what the outputs look like (a rotation not turned back, in its direction), else the
+    first (the reference's view)."""
+    best = max(candidates, key=lambda c: distance(ctx, outs, c[2])[0])
+    order = [best] if distance(ctx, outs, best[2])[0] >= MATCH_PSNR else candidates
+    judged = ((c, judge(c[0], ctx, c[1], c[3], outs, c[2], draws, progress)) for c in order)
+    first = next(judged)
+    return first if first[1].looks_like else next((j for j in judged if j[1].looks_like), first)
 
 
 def _draws(tapes: Sequence[Tape]) -> str:
@@ -122,19 +152,20 @@ COLUMNS = (("section", "section"), ("function", "function"), ("verdict", "verdic
 
 
 def table(results: Sequence[Result]) -> str:
-    """The results as a Markdown table, one row per section."""
+    """The results as a Markdown table, one row per function checked (A1.8: the flip and each rotation)."""
     rows = [[r.section, r.function, r.verdict, r.figures, r.looks_like or "-"] for r in results]
     head = [title for _, title in COLUMNS]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(" --- " for _ in head) + "|"]
     return "\n".join(lines + ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows])
 
 
-BADGES = {"matches the reference": "pass", "works": "pass", "wrong": "fail", "error": "error", "skipped": "none"}
+BADGES = {"matches the reference": "pass", "works": "pass", "wrong": "fail", "error": "error", "skipped": "none",
+          "stand-in": "none"}
 ZOOM = 3  # the report shows 64x64 and 28x28 images this many times larger
 
 
 def save(results: Sequence[Result], folder: Path, meta: dict) -> Path:
-    """PNG grids (yours, reference, difference) per section, results.json (rows, tracebacks, meta) and
+    """PNG grids (yours, reference, difference) per row (in OUT/<key>/), results.json (rows, tracebacks, meta) and
     index.html, the report page that puts them side by side (offline, no scripts); returns the page."""
     from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -143,8 +174,8 @@ def save(results: Sequence[Result], folder: Path, meta: dict) -> Path:
     for r in results:
         for kind, x in r.images.items():
             grid = make_grid(x, nrow=len(x))
-            save_png(folder / r.section / f"{kind}.png", grid)
-            sizes[r.section] = (grid.shape[-1] * ZOOM, grid.shape[-2] * ZOOM)
+            save_png(folder / r.key / f"{kind}.png", grid)
+            sizes[r.key] = (grid.shape[-1] * ZOOM, grid.shape[-2] * ZOOM)
     atomic_write_text(folder / "results.json", json.dumps({**meta, "results": [r.row() for r in results]}, indent=1) + "\n")
     env = Environment(loader=PackageLoader("harness.report", "templates"), autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True)
