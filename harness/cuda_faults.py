@@ -8,7 +8,6 @@ errors are sticky), so those cases are rerun in a new one (``pytest --lf``)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import pytest
@@ -31,8 +30,9 @@ class Lost:
         return f"{self.worker} lost its CUDA context at {self.nodeid} ({self.error})"
 
 
-def _worker() -> str:
-    return os.environ.get("PYTEST_XDIST_WORKER", "this process")
+def _worker(config: pytest.Config) -> str:
+    """This pytest-xdist worker's id (gw0, ...), or "this process" without xdist."""
+    return config.workerinput["workerid"] if hasattr(config, "workerinput") else "this process"
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -50,7 +50,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     if call.excinfo is not None and LOST not in item.config.stash and context_lost(call.excinfo.value):
         first = (str(call.excinfo.value).strip().splitlines() or ["(no message)"])[0]
-        lost = item.config.stash[LOST] = Lost(_worker(), item.nodeid, f"{call.excinfo.typename}: {first}")
+        lost = item.config.stash[LOST] = Lost(_worker(item.config), item.nodeid, f"{call.excinfo.typename}: {first}")
         outcome.get_result().user_properties.append((LOST_AT, lost.line()))
 
 
