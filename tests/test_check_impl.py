@@ -208,10 +208,11 @@ def test_course_style_implementation_matches_and_is_not_modified(backend):
     assert torch.randn is randn
 
 
-def test_a_notebook_runs_its_definitions_only_and_matches():
+@pytest.mark.parametrize("backend", ["tiny-if", "mnist"])
+def test_a_notebook_runs_its_definitions_only_and_matches(backend):
     notebook = IMPLS / "course.ipynb"
     before = notebook.read_bytes()
-    results = check_file(str(notebook), "tiny-if", ["A1.1", "A1.4"], stride=STRIDE, time_limit=300)
+    results = check_file(str(notebook), backend, ["A1.1", "A1.4"], stride=STRIDE, time_limit=300)
     assert notebook.read_bytes() == before
     setup, *sections = results
     assert (setup.section, setup.verdict, setup.function) == ("setup", "stand-in", "google.colab, mediapy, IPython.display")
@@ -280,8 +281,9 @@ def _rows(name: str, backend: str, sections: list[str]) -> dict[str, tuple[str, 
     return {r.function: (r.verdict, r.looks_like, r.figures) for r in results}
 
 
-def test_rotation_anagrams_match_in_either_direction():
-    got = _rows("rotations", "tiny-if", ["A1.8"])
+@pytest.mark.parametrize("backend", ["tiny-if", "mnist"])
+def test_rotation_anagrams_match_in_either_direction(backend):
+    got = _rows("rotations", backend, ["A1.8"])
     assert set(got) == {"make_flip_illusion", "make_rot90_illusion", "make_rot180_illusion", "make_rotation_illusion"}
     assert {v for v, _, _ in got.values()} == {"matches the reference"}, got
     assert got["make_rot90_illusion"][2].startswith("view rot90, counter-clockwise as the reference; PSNR")
@@ -289,8 +291,9 @@ def test_rotation_anagrams_match_in_either_direction():
     assert got["make_rot180_illusion"][2].startswith("view rot180; PSNR")
 
 
-def test_a_rotation_not_turned_back_is_wrong_with_its_diagnosis():
-    verdict, looks_like, figures = _rows("mistake_rotation", "tiny-if", ["A1.8"])["make_rot90_illusion"]
+@pytest.mark.parametrize("backend", ["tiny-if", "mnist"])
+def test_a_rotation_not_turned_back_is_wrong_with_its_diagnosis(backend):
+    verdict, looks_like, figures = _rows("mistake_rotation", backend, ["A1.8"])["make_rot90_illusion"]
     assert verdict == "wrong" and "view not inverted" in looks_like, figures
 
 
