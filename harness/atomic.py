@@ -1,5 +1,5 @@
 """Atomic writes: a reader (or a parallel pytest-xdist worker) never sees half a file or folder, and a Ctrl-C
-leaves the earlier files or the new ones, never a mix."""
+leaves the earlier files or the new ones, never a mix; and a Ctrl-C sent on purpose reaches a child process."""
 
 from __future__ import annotations
 
@@ -14,6 +14,14 @@ from typing import Callable, Iterator
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def hear_sigint() -> None:
+    """For a child process before it starts (``preexec_fn``): SIGINT's default action, so that Python turns
+    it into KeyboardInterrupt. A shell without job control starts background commands with SIGINT ignored,
+    and children inherit that: a Ctrl-C sent on purpose (the GPU check's time box, the interrupted-write
+    tests) would go unheard."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @contextlib.contextmanager

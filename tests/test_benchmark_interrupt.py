@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from harness.atomic import hear_sigint
+
 ROOT = Path(__file__).resolve().parent.parent
 
 CASES = '''
@@ -33,8 +35,8 @@ def test_an_interrupted_benchmark_session_keeps_its_finished_cases(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")} | {"PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "benchmarks.keep_finished",
                              "--benchmark-enable", f"--benchmark-json={results}", str(tmp_path / "test_cases.py")],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=hear_sigint)  # SIGINT heard even where this run's launcher ignores it
     while not mark.exists() and proc.poll() is None:  # the controlled point: the second case has begun
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)

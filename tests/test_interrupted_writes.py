@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from harness import golden
+from harness.atomic import hear_sigint
 from harness.cli import main
 from harness.report import build_report
 
@@ -72,7 +73,7 @@ def _interrupt(point: tuple, argv: list[str], tmp_path: Path, **env: str) -> Non
     module, attr, when, match, nth = point
     proc = subprocess.run([sys.executable, "-c", CHILD, module, attr, when, match, str(nth), str(mark), *argv],
                           env={**os.environ, "PYTHONPATH": str(ROOT), **env}, capture_output=True, text=True,
-                          timeout=300)  # a hang guard only
+                          timeout=300, preexec_fn=hear_sigint)  # a hang guard only; SIGINT heard as in a terminal
     assert mark.exists(), f"the run never reached {point}:\n{proc.stderr[-3000:]}"
     assert proc.returncode == -signal.SIGINT and proc.stderr.rstrip().endswith("KeyboardInterrupt"), proc.stderr[-3000:]
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from harness.atomic import atomic_write_text
+from harness.atomic import atomic_write_text, hear_sigint
 from harness.cli_args import ArgumentParser, folder, seconds
 from harness.errors import BadValue
 
@@ -76,7 +76,7 @@ class Check:
             inherited = {k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"}
             proc = subprocess.Popen([sys.executable, *args], stdout=f, stderr=subprocess.STDOUT,
                                     env={**inherited, **(env or {})}, cwd=ROOT, start_new_session=True,
-                                    preexec_fn=_hear_sigint)
+                                    preexec_fn=hear_sigint)
             grace = min(GRACE_S, timeout / 5)
             try:
                 rc = proc.wait(timeout - grace)
@@ -120,14 +120,6 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         os.killpg(proc.pid, sig)
     except ProcessLookupError:  # the group is gone
         pass
-
-
-def _hear_sigint() -> None:
-    """In the child before it starts: SIGINT's default action, so that Python turns it into
-    KeyboardInterrupt. A shell without job control starts background commands with SIGINT ignored, and
-    children inherit that: the time box's SIGINT would then go unheard and the step be killed, losing
-    what it had finished."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _tail(path: Path, n: int = 400) -> str:
