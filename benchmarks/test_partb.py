@@ -6,6 +6,11 @@ steps of the same model and optimiser, timed in the same rounds (the per-epoch t
 gflops_per_s = the step's FLOPs (torch.utils.flop_counter) / time; matmul_gflops_per_s = a large fp32
 matmul on the same device; their ratio says how close training runs to the hardware, and
 naive time / (FLOPs / matmul rate) = vs_naive_ceiling bounds what any loop could gain over the naive one.
+
+test_training_speed: each speed flag combination on the course's time-conditioned step (D=64, batch 128)
+against the fp32 eager step from the same seed (weights, batches, draws), in paired rounds: vs_fp32 = fp32
+time / its time; of_bf16_limit = (FLOPs / the bf16 matmul rate) / its time, the share of the arithmetic
+limit that the CPU's bf16 units set.
 """
 
 from __future__ import annotations
@@ -18,18 +23,21 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.baselines import naive_steps
 from benchmarks.conftest import paired_ratio, peak_memory, speed_flags, timed
+from harness.devices import cpu_bf16_units
 from harness.partb.evaluate import measure
+from harness.partb.speed import CPU_DEFAULT, Speed
 from harness.partb.sampling import ddpm_sample
 from harness.partb.train import PRESETS, Trainer, build_model, train
 from harness.schedules import linear_alphas_cumprod
 from harness.seeding import generators
 
 STEPS = 6
+SPEED_STEPS = 4  # the D=64 step: about 1.2 s in fp32 on 2 cores
 
 
-def matmul_gflops_per_s(device, n: int = 2048) -> float:
-    """fp32 GFLOP/s of an n x n matmul on ``device`` (the best of 6): the rate convolutions can approach."""
-    a, b = (torch.randn(n, n, generator=torch.Generator().manual_seed(i)).to(device) for i in (0, 1))
+def matmul_gflops_per_s(device, n: int = 2048, dtype: torch.dtype = torch.float32) -> float:
+    """GFLOP/s of an n x n matmul in ``dtype`` on ``device`` (the best of 6): the rate convolutions can approach."""
+    a, b = (torch.randn(n, n, generator=torch.Generator().manual_seed(i)).to(device, dtype) for i in (0, 1))
     return 2 * n**3 / min(timed(lambda: a @ b, device) for _ in range(6)) / 1e9
 
 
@@ -62,6 +70,36 @@ def test_training(bench, benchmark, kind, device, tmp_path, request):
         "vs_naive_ceiling": paired_ratio(times, "naive") * peak / gflops,
         "num_hiddens": recipe.num_hiddens, "batch_size": recipe.batch_size,
         "peak_memory_mib": peak_memory(device), **dataclasses.asdict(speed)})
+
+
+SPEEDS = [Speed(bf16=True), Speed(channels_last=True), CPU_DEFAULT,
+          pytest.param(dataclasses.replace(CPU_DEFAULT, compile=True), marks=pytest.mark.slow, id="bf16+channels_last+compile")]
+
+
+@pytest.mark.parametrize("speed", SPEEDS, ids=lambda s: s.label())
+def test_training_speed(bench, benchmark, speed, device, tmp_path):
+    recipe = dataclasses.replace(PRESETS["course"]["time"], subset=128 * SPEED_STEPS, test_subset=64)
+    ours, fp32 = Trainer(recipe, tmp_path / "ours", device=device, speed=speed), Trainer(recipe, tmp_path / "fp32", device=device)
+    steps = SPEED_STEPS if not benchmark.disabled else 1
+
+    def run(trainer: Trainer) -> torch.Tensor:
+        return trainer.train_steps(torch.randperm(len(trainer.x), generator=trainer.gen), steps)
+
+    benchmark.group = "partb training speed"
+    losses, times = bench(lambda: run(ours), {"fp32": lambda: run(fp32)})
+    assert losses.shape == (steps,) and torch.isfinite(losses).all()
+    if benchmark.disabled:
+        return
+    step_s = min(times["ours"]) / steps
+    flops = step_flops(fp32)  # the same convolutions in any dtype or layout
+    bf16_rate = matmul_gflops_per_s(device, dtype=torch.bfloat16)
+    benchmark.extra_info.update({
+        "vs_fp32": paired_ratio(times, "fp32"), "step_s": step_s, "fp32_step_s": min(times["fp32"]) / steps,
+        "gflop_per_step": flops / 1e9, "gflops_per_s": flops / step_s / 1e9,
+        "bf16_matmul_gflops_per_s": bf16_rate, "fp32_matmul_gflops_per_s": matmul_gflops_per_s(device),
+        "bf16_limit_step_s": flops / bf16_rate / 1e9, "of_bf16_limit": flops / bf16_rate / 1e9 / step_s,
+        "bf16_units": cpu_bf16_units() if torch.device(device).type == "cpu" else None,
+        "num_hiddens": recipe.num_hiddens, "batch_size": recipe.batch_size, **dataclasses.asdict(speed)})
 
 
 @pytest.mark.parametrize("stride", [10, pytest.param(1, marks=pytest.mark.slow)])

@@ -72,8 +72,14 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--max-steps", type=positive, help="at most this many steps per epoch (smoke runs)")
     train.add_argument("--no-progress", action="store_true")
     Speed.add_flags(train.add_argument)
+    train.add_argument("--fp32", action="store_true",
+                       help="the reference fp32 eager loop (default on a GPU; on a CPU with bf16 units the default "
+                            "is bf16 autocast with channels_last, on one without them fp32)")
     train.add_argument("--export", action="store_true",
                        help="measure the checkpoints and copy them (fp16) into harness/data/partb/")
+    train.add_argument("--measure-bf16", action="store_true",
+                       help="with --export: sample for FID-lite and accuracy with the UNet in bf16 autocast (faster; "
+                            "docs/partb.md gives the difference from float32)")
     train.add_argument("--weights", choices=WEIGHTS,
                        help="with --export: the format it writes and measures (default: writes fp16, measures the "
                             "float32 checkpoints)")
@@ -86,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     measure.add_argument("--samples", type=positive, default=1000, help="samples (at most the MNIST test digits)")
     measure.add_argument("--stride", type=positive, default=10, help="sample every stride-th of the T=300 timesteps")
     measure.add_argument("--seed", type=int, default=0)
+    measure.add_argument("--bf16", action="store_true",
+                         help="the UNet in bf16 autocast while sampling (faster where the device has bf16 units; the "
+                              "goldens and reproductions always sample in float32)")
     measure.add_argument("--device", default="cpu")
     measure.add_argument("--weights", choices=WEIGHTS,
                          help="measure the checkpoint re-stored in this format, as `gpu-home --ship-checkpoints "
@@ -216,9 +225,12 @@ def cmd_data(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from harness.devices import check_device, fix_threads
+    import torch
+
+    from harness.devices import check_device, cpu_bf16_units, device_name, fix_threads
     from harness.partb import checkpoints, distributed
     from harness.partb.evaluate import measure
+    from harness.partb.speed import for_training
     from harness.partb.train import recipe_overrides, train
 
     fix_threads()
@@ -227,14 +239,17 @@ def cmd_train(args: argparse.Namespace) -> None:
     check_device(args.device)
     world = distributed.init(args.device)
     device = world.device(args.device)
-    speed = Speed.from_flags(lambda name: getattr(args, name))
+    speed, notice = for_training(Speed.from_flags(lambda name: getattr(args, name)), args.fp32, torch.device(device).type,
+                                 cpu_bf16_units)
+    if world.is_main:
+        print(notice or f"training {args.kind} with {speed.label()} on {device_name(device)}")
     trainer = train(args.kind, args.preset, args.out, args.seed, device, resume=not args.no_resume,
                     max_steps=args.max_steps, progress=not args.no_progress, speed=speed, world=world, **overrides)
     if world.is_main:
         print(f"{args.kind}: {trainer.epoch} epochs on {world.size} process(es), checkpoints and loss curves in {args.out}")
     if args.export:
         metrics = {str(e): measure(args.kind, checkpoints.load(args.kind, e, Path(args.out), device, args.weights)[0],
-                                   args.seed, world=world) for e in trainer.recipe.save_epochs}
+                                   args.seed, world=world, bf16=args.measure_bf16) for e in trainer.recipe.save_epochs}
         written = checkpoints.export(args.out, args.kind, metrics, weights=args.weights or "fp16") if world.is_main else []
         for path in written:
             print(f"exported {path}")
@@ -272,7 +287,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
     data = checkpoints.read(args.kind, epoch, root, args.weights)
     model, meta = checkpoints.model_of(data, world.device(args.device))
     result = {"kind": args.kind, "epoch": epoch, "ranks": world.size, "weights": meta["weights"], "bytes": len(data),
-              **measure(args.kind, model, args.seed, args.samples, args.stride, world)}
+              **measure(args.kind, model, args.seed, args.samples, args.stride, world, args.bf16)}
     if world.is_main:
         print(json.dumps(result))
         if args.out:

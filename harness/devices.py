@@ -1,13 +1,14 @@
 """Where and how torch runs: the device a ``--device`` names (with a one-line error when it cannot run),
 copies to it that never block, the CPU thread count (one decision for the CLI, the goldens and the tests;
 shared out among pytest-xdist workers and torchrun ranks), the GPU of an xdist worker, the settings
-for deterministic CUDA kernels, which CUDA errors lose the process's context, and the machine epsilon a
-model's kernels round to."""
+for deterministic CUDA kernels, which CUDA errors lose the process's context, the machine epsilon a
+model's kernels round to, and whether this CPU has bf16 units."""
 
 from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import Mapping
 
 import torch
@@ -123,3 +124,24 @@ def kernel_eps(dtype: torch.dtype, device: str | torch.device) -> float:
     if torch.device(device).type == "cuda" and dtype == torch.float32 and tf32:
         return 2.0**-10
     return torch.finfo(dtype).eps
+
+
+def cpu_bf16_units() -> str | None:
+    """The CPU's bf16 instruction sets when oneDNN runs bf16 natively on it (its ISA check), as
+    /proc/cpuinfo names them ("amx_bf16 avx512_bf16"; "bf16" where cpuinfo cannot be read); None where it
+    has none, so bf16 would be emulated (slower than float32)."""
+    if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+        return None
+    try:
+        flags = set(re.findall(r"\b(amx_bf16|avx512_bf16)\b", Path("/proc/cpuinfo").read_text()))
+    except OSError:
+        flags = set()
+    return " ".join(sorted(flags)) or "bf16"
+
+
+def device_name(device: str | torch.device) -> str:
+    """What a run computed on, for the records: the GPU's name, or "cpu" with its bf16 units."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({cpu_bf16_units() or 'no bf16 units'})"

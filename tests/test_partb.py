@@ -5,6 +5,7 @@ import gzip
 import io
 import pickle
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +15,10 @@ from harness.partb import mnist
 from harness.partb.checkpoints import load_model
 from harness.partb.fid import fid_lite, load_classifier
 from harness.partb.sampling import ddpm_sample, partb_timesteps
-from harness.errors import UnknownName
-from harness.partb.speed import Speed
+from harness.devices import cpu_bf16_units, device_name
+from harness.errors import BadValue, UnknownName
+from harness.partb.checkpoints import model_of
+from harness.partb.speed import CPU_DEFAULT, Speed, for_training
 from harness.partb.train import PRESETS, Trainer, build_model, train
 from harness.partb.unet import ClassConditionalUNet, TimeConditionalUNet, UnconditionalUNet
 from harness.schedules import linear_alphas_cumprod
@@ -133,21 +136,51 @@ def test_training_smoke_loss_falls_and_is_reproducible(kind, tmp_path):
     assert (tmp_path / "a" / f"{kind}_epoch2.safetensors").exists() and (tmp_path / "a" / f"{kind}_loss.png").exists()
 
 
-def test_resume_continues_bitwise(tmp_path):
+@pytest.mark.parametrize("speed", [Speed(), CPU_DEFAULT], ids=Speed.label)
+def test_resume_continues_bitwise(tmp_path, speed):
+    """Also in bf16 with channels_last, the CPU default (emulated where the CPU has no bf16 units: still
+    deterministic); a resume with other speed flags is refused, and the checkpoint names its speed."""
     recipe = dataclasses.replace(PRESETS["quick"]["time"], epochs=2, subset=256, num_hiddens=8, batch_size=32,
                                  test_subset=128)
-    straight = Trainer(recipe, tmp_path / "a")
+    straight = Trainer(recipe, tmp_path / "a", speed=speed)
     for _ in range(2):
         straight.train_epoch(progress=False, max_steps=5)
-    first = Trainer(recipe, tmp_path / "b")
+    first = Trainer(recipe, tmp_path / "b", speed=speed)
     first.train_epoch(progress=False, max_steps=5)
     first.save_state()
-    resumed = Trainer(recipe, tmp_path / "b")  # a new process would start here
+    with pytest.raises(BadValue, match="resume with the same speed flags"):
+        Trainer(recipe, tmp_path / "b", speed=Speed(channels_last=True)).load_state()
+    resumed = Trainer(recipe, tmp_path / "b", speed=speed)  # a new process would start here
     assert resumed.load_state() and resumed.epoch == 1
     resumed.train_epoch(progress=False, max_steps=5)
     for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
     assert straight.train_log == resumed.train_log
+    _, meta = model_of(Path(resumed.save_checkpoint()).read_bytes())
+    assert meta["speed"] == speed.label() and meta["trained_on"] == device_name("cpu")
+
+
+@pytest.mark.parametrize("units", ["amx_bf16 avx512_bf16", None])
+def test_training_speed_is_decided_once(units):
+    """No flag on a CPU: bf16 + channels_last, or fp32 with one line where the CPU has no bf16 units; --fp32
+    the reference loop; on a GPU no flag is fp32 eager and flags are kept."""
+    bf16_units = lambda: units  # noqa: E731
+    assert for_training(Speed(), True, "cpu", bf16_units) == (Speed(), None)
+    assert for_training(Speed(), False, "cuda", bf16_units) == (Speed(), None)
+    assert for_training(Speed(bf16=True, graphs=True), False, "cuda", bf16_units) == (Speed(bf16=True, graphs=True), None)
+    assert for_training(Speed(channels_last=True), False, "cpu", bf16_units) == (Speed(channels_last=True), None)
+    speed, notice = for_training(Speed(), False, "cpu", bf16_units)
+    if units:
+        assert (speed, notice) == (CPU_DEFAULT, None)
+    else:
+        assert speed == Speed(channels_last=True) and "no bf16 units" in notice and "\n" not in notice
+        assert for_training(Speed(bf16=True), False, "cpu", bf16_units)[0] == Speed()
+
+
+def test_bf16_units_are_oneDNN_s():
+    units = cpu_bf16_units()
+    assert (units is not None) == torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert device_name("cpu") == f"cpu ({units or 'no bf16 units'})"
 
 
 def _graphs_run(tmp_path, device: str, graphs: bool) -> Trainer:

@@ -32,15 +32,17 @@ def test_digits(n: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def sample_fid(model, gens, labels=None, cfg_scale: float = 5.0, stride: int = 5, world: World = World(),
-               batch_size: int = BATCH_SIZE) -> tuple[float, torch.Tensor]:
+               batch_size: int = BATCH_SIZE, bf16: bool = False) -> tuple[float, torch.Tensor]:
     """FID-lite of len(gens) samples against as many test digits, sampled batch_size at a time; returns
-    (fid, this rank's samples: all of them in one process)."""
+    (fid, this rank's samples: all of them in one process). ``bf16``: the UNet under bf16 autocast (a
+    measurement's speed; the sampler's own arithmetic, the draws and the goldens stay float32)."""
     rows = world.share(len(gens))
     real = test_digits(len(gens))[0][rows]
     gens, labels = gens[rows], None if labels is None else labels[rows]
     abar = linear_alphas_cumprod(300)
-    x = torch.cat([ddpm_sample(model, abar, gens[i:i + batch_size], None if labels is None else labels[i:i + batch_size],
-                               cfg_scale, stride=stride)[0] for i in range(0, len(gens), batch_size)])
+    with torch.autocast(next(model.parameters()).device.type, torch.bfloat16, enabled=bf16):
+        x = torch.cat([ddpm_sample(model, abar, gens[i:i + batch_size], None if labels is None else labels[i:i + batch_size],
+                                   cfg_scale, stride=stride)[0].float() for i in range(0, len(gens), batch_size)])
     return fid_lite(real, x, over_ranks=world.distributed), x
 
 
@@ -53,10 +55,11 @@ def accuracy(samples: torch.Tensor, labels: torch.Tensor, world: World = World()
     return float(counts[0] / counts[1])
 
 
-def measure(kind: str, model, seed: int = 0, n: int = 200, stride: int = 10, world: World = World()) -> dict[str, float]:
+def measure(kind: str, model, seed: int = 0, n: int = 1000, stride: int = 10, world: World = World(),
+            bf16: bool = False) -> dict[str, float]:
     """What a checkpoint records. denoiser: PSNR of D(x + 0.5 eps) on n test digits; time, class:
-    FID-lite of n samples (every stride-th timestep), split over ranks; class: also the accuracy at
-    cfg_scale 5."""
+    FID-lite of n samples (every stride-th timestep; the UNet in bf16 autocast with ``bf16``), split over
+    ranks; class: also the accuracy at cfg_scale 5."""
     if kind == "denoiser":
         clean = test_digits(n)[0]
         z = clean + 0.5 * randn((1, 28, 28), generators(seed, "measure/denoiser", n))
@@ -66,8 +69,8 @@ def measure(kind: str, model, seed: int = 0, n: int = 200, stride: int = 10, wor
     if kind == "class" and n % 10:
         raise BadValue(f"class: {n} samples cannot hold every digit equally often; ask for a multiple of 10")
     labels = torch.arange(10).repeat(n // 10) if kind == "class" else None
-    fid, x = sample_fid(model, generators(seed, f"measure/{kind}", n), labels, stride=stride, world=world)
-    out = {"fid_lite": fid, "fid_samples": n, "fid_stride": stride}
+    fid, x = sample_fid(model, generators(seed, f"measure/{kind}", n), labels, stride=stride, world=world, bf16=bf16)
+    out = {"fid_lite": fid, "fid_samples": n, "fid_stride": stride, "fid_bf16": bf16}
     if labels is not None:
         out["accuracy_cfg5"] = accuracy(x, labels, world)
     return out
