@@ -323,11 +323,15 @@ def _run_folder(path: Path, exports: dict[str, list[Path]]) -> Path:
 
 
 def test_gpu_home_ships_the_quick_checkpoints_as_int8_where_fp16_would_not_travel(tmp_path, monkeypatch):
-    """End to end with the shipped quick set as a run's exports: a limit between the int8 and fp16 sizes
-    refuses fp16 and ships int8, whose models match the fp16 ones (as tests/test_checkpoints.py bounds)."""
-    src = checkpoints.shipped_dir()
-    exports = {f"{kind}-fast": [src / f"{kind}_epoch{epoch}.safetensors", src / f"{kind}_train_loss.csv",
-                                src / f"{kind}_test_loss.csv"] for kind, epoch in (("time", 20), ("class", 20))}
+    """End to end with the shipped quick set, stored as fp16 the way a run exports it, as a run's exports: a
+    limit between the int8 and fp16 sizes refuses fp16 and ships int8, the int8 that `checkpoints.stored`
+    makes of the exported file."""
+    src, exported = checkpoints.shipped_dir(), tmp_path / "exported"
+    exported.mkdir()
+    for kind in ("time", "class"):
+        (exported / f"{kind}_epoch20.safetensors").write_bytes(checkpoints.read(kind, 20, weights="fp16"))
+    exports = {f"{kind}-fast": [exported / f"{kind}_epoch20.safetensors", src / f"{kind}_train_loss.csv",
+                                src / f"{kind}_test_loss.csv"] for kind in ("time", "class")}
     files = _run_folder(tmp_path / "files", exports)
     repo = _repo(tmp_path)
     shipped = repo / "harness" / "data" / "partb"
@@ -344,7 +348,7 @@ def test_gpu_home_ships_the_quick_checkpoints_as_int8_where_fp16_would_not_trave
         meta = checkpoints.load(kind, 20, shipped)[1]
         assert meta["weights"] == "int8" and meta["fid_lite"] == checkpoints.load(kind, 20)[1]["fid_lite"]
         ours = load_file(shipped / f"{kind}_epoch20.safetensors")
-        theirs = load(checkpoints.read(kind, 20, weights="int8"))
+        theirs = load(checkpoints.stored((exported / f"{kind}_epoch20.safetensors").read_bytes(), "int8"))
         assert ours.keys() == theirs.keys() and all(torch.equal(v, theirs[k]) for k, v in ours.items())
 
 
