@@ -5,7 +5,11 @@ Losses, for draws made in model_inputs' order from one generator (eps, then t, t
 denoiser  L = ||D(x + sigma eps) - x||^2,  sigma = 0.5;
 time      L = ||eps(x_t, t/T) - eps||^2,  x_t = sqrt(abar_t) x + sqrt(1 - abar_t) eps,  t ~ U{0..T-1};
 class     as time with eps(x_t, t/T, keep c),  keep = 0 with probability p_uncond = 0.1;
-abar_t = prod_{s<=t} (1 - beta_s), beta = linspace(1e-4, 0.02, T = 300).
+abar_t = prod_{s<=t} (1 - beta_s), beta = linspace(1e-4, 0.02, T = 300);
+flow matching, x_0 = eps the noise and x_1 = x the digit (the draws: eps, then t, then keep):
+pure-noise  L = ||D(eps) - x||^2;
+fm-time   L = ||u(x_t, t) - (x_1 - x_0)||^2,  x_t = (1 - t) x_0 + t x_1,  t ~ U[0, 1];
+fm-class  as fm-time with u(x_t, t, keep c).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from harness.partb.checkpoints import load_model
 from harness.partb.fid import fid_lite, load_classifier
 from harness.partb.mnist import load_mnist
 from harness.partb.sampling import ddpm_sample
-from harness.partb.train import PRESETS, Trainer, _keep_mask, build_model, loss_fn, model_inputs
+from harness.partb.train import KINDS, PRESETS, Trainer, _keep_mask, build_model, loss_fn, model_inputs
 from harness.schedules import linear_alphas_cumprod
 from harness.seeding import generators, randn
 
@@ -54,17 +58,21 @@ def independent_loss(kind: str, x: torch.Tensor, labels: torch.Tensor, gen: torc
     """The module docstring's loss in float64, from draws eps, t, keep made in that order from gen."""
     stub, x = LinearStub(), x.double()
     eps = torch.randn(x.shape, generator=gen).double()
-    if kind == "denoiser":
-        return float(((stub(x + SIGMA * eps) - x) ** 2).mean())
-    t = torch.randint(0, T, (len(x),), generator=gen)
-    abar = torch.from_numpy(ABAR[t.numpy()]).reshape(-1, 1, 1, 1)
-    x_t = abar.sqrt() * x + (1 - abar).sqrt() * eps
-    if kind == "time":
-        return float(((stub(x_t, t / T) - eps) ** 2).mean())
+    if kind in ("denoiser", "pure-noise"):
+        return float(((stub(x + SIGMA * eps if kind == "denoiser" else eps) - x) ** 2).mean())
+    if kind.startswith("fm-"):
+        t = torch.rand(len(x), generator=gen).double()
+        x_t, t_in, target = (1 - t.reshape(-1, 1, 1, 1)) * eps + t.reshape(-1, 1, 1, 1) * x, t, x - eps
+    else:
+        t = torch.randint(0, T, (len(x),), generator=gen)
+        abar = torch.from_numpy(ABAR[t.numpy()]).reshape(-1, 1, 1, 1)
+        x_t, t_in, target = abar.sqrt() * x + (1 - abar).sqrt() * eps, t / T, eps
+    if kind in ("time", "fm-time"):
+        return float(((stub(x_t, t_in) - target) ** 2).mean())
     keep = torch.rand(len(x), generator=gen) >= P_UNCOND
     assert 0 < keep.sum() < len(x), "the draws keep some classes and drop some"
     c = torch.eye(10, dtype=torch.float64)[labels] * keep[:, None]
-    return float(((stub(x_t, t / T, c) - eps) ** 2).mean())
+    return float(((stub(x_t, t_in, c) - target) ** 2).mean())
 
 
 def test_the_schedule_is_the_writeups():
@@ -74,7 +82,7 @@ def test_the_schedule_is_the_writeups():
         assert (recipe.T, recipe.p_uncond, recipe.sigma) == (T, P_UNCOND, SIGMA), recipe
 
 
-@pytest.mark.parametrize("kind", ["denoiser", "time", "class"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_loss_fn_is_the_objective(kind):
     """loss_fn with the stub == the independent loss for the same seed."""
     x = torch.rand(32, 1, 28, 28, generator=torch.Generator().manual_seed(1))
@@ -84,7 +92,7 @@ def test_loss_fn_is_the_objective(kind):
     assert float(ours) == pytest.approx(independent_loss(kind, x, labels, torch.Generator().manual_seed(7)), rel=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["denoiser", "time", "class"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_the_trainer_optimises_the_objective(kind, tmp_path):
     """What an Adam step minimises (Trainer.batch_inputs, then batch_loss) == the independent loss on the
     batch's digits, drawn from the run's generator."""
