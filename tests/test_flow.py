@@ -7,14 +7,19 @@ multiplicative time conditioning wired by hand; and each planted bug of issue 32
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
 
 from harness import diffusion, flow
+from harness.cli import main
 from harness.errors import BadValue
-from harness.partb import train
-from harness.partb.sampling import NUM_TS, fm_sample
+from harness.partb import checkpoints, train
+from harness.partb.evaluate import measure
+from harness.partb.kinds import NUM_TS
+from harness.partb.mnist import load_mnist
+from harness.partb.sampling import fm_sample
 from harness.partb.train import PRESETS, Trainer, build_model, loss_fn, model_inputs
 from harness.partb.unet import TimeConditionalUNet
 from harness.schedules import linear_alphas_cumprod
@@ -164,14 +169,14 @@ def test_sampling_is_deterministic_and_batch_independent():
     (dict(num_ts=0), "num_ts 0: Euler needs a positive count"),
     (dict(guidance_scale="5"), "guidance scale '5' is not a number"),
     (dict(guidance_scale=float("nan")), "guidance scale nan is not a number"),
-    (dict(model="class"), "a 'class' UNet given to fm-class Euler sampling: load a fm-class checkpoint"),
+    (dict(model="class"), "a 'class' UNet where a 'fm-class' one belongs: load a fm-class checkpoint"),
 ])
 def test_bad_sampling_arguments_are_one_line(bad, says):
     model = build_model(bad.pop("model", "fm-class"), 4)
     with pytest.raises(BadValue, match=says) as e:
         fm_sample(model, generators(0, "s", 1), torch.tensor([1]), **bad)
     assert "\n" not in str(e.value)
-    with pytest.raises(BadValue, match="a 'time' UNet given to fm-time"):
+    with pytest.raises(BadValue, match="a 'time' UNet where a 'fm-time' one belongs"):
         fm_sample(build_model("time", 4), generators(0, "s", 1))
 
 
@@ -188,10 +193,11 @@ def test_presets_are_the_courses():
     assert build_model("fm-time", 4).time_conditioning == "multiply" and build_model("time", 4).time_conditioning == "add"
 
 
-@pytest.mark.parametrize("kind", ["pure-noise", "fm-time", "fm-class"])
+@pytest.mark.parametrize("kind", ["pure-noise", "fm-class"])
 def test_training_a_flow_kind_lowers_its_loss_and_resumes_bitwise(kind, tmp_path):
     """Two epochs straight == one epoch, save_state, a new Trainer's load_state, one epoch (weights, logs);
-    the ExponentialLR of the time and class recipes steps once per epoch: lr 1e-2 * 0.1^(e/2)."""
+    the class recipe's ExponentialLR steps once per epoch: lr 1e-2 * 0.1^(e/2). (fm-time's draws are
+    fm-class's without the mask: test_partb_training.py.)"""
     recipe = dataclasses.replace(PRESETS["quick"][kind], epochs=2, save_epochs=(2,), subset=128, num_hiddens=4,
                                  batch_size=32, test_subset=32)
     straight = Trainer(recipe, tmp_path / "a")
@@ -209,3 +215,28 @@ def test_training_a_flow_kind_lowers_its_loss_and_resumes_bitwise(kind, tmp_path
     if recipe.lr_decay:
         assert straight.opt.param_groups[0]["lr"] == pytest.approx(recipe.lr * 0.1)
     assert straight.train_log[-1][2] < straight.train_log[0][2]
+
+
+def test_measure_of_pure_noise_is_the_mse_to_the_training_mean():
+    """MSE of D(eps) over n draws of its seeds against the mean of the 60000 training digits."""
+    model = tiny_model("pure-noise")
+    eps = randn((1, 28, 28), generators(0, "measure/pure-noise", 8))
+    mean = torch.from_numpy(load_mnist("train")[0]).double().mean(0) / 255
+    with torch.no_grad():
+        want = float(((model(eps).double() - mean) ** 2).mean())
+    assert measure("pure-noise", model, n=8)["mse_to_train_mean"] == pytest.approx(want, rel=1e-5)
+
+
+def test_train_and_measure_a_flow_kind_from_the_command_line(tmp_path):
+    """`train fm-class` writes its checkpoint (the recipe's kind inside); `measure` samples it with Euler."""
+    args = ["train", "fm-class", "--out", str(tmp_path / "run"), "--max-steps", "2", "--no-progress", "--fp32"]
+    for pair in ("num_hiddens=4", "subset=64", "test_subset=32", "epochs=1", "save_epochs=[1]"):
+        args += ["--set", pair]
+    assert main(args) == 0
+    model, meta = checkpoints.load("fm-class", 1, tmp_path / "run")
+    assert model.kind == "fm-class" and json.loads(meta["recipe"])["lr"] == PRESETS["quick"]["fm-class"].lr
+    out = tmp_path / "m.json"
+    assert main(["measure", "fm-class", "--checkpoints", str(tmp_path / "run"), "--epoch", "1", "--samples", "10",
+                 "--num-ts", "2", "--guidance-scale", "3", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert (result["num_ts"], result["fid_samples"]) == (2, 10) and 0 <= result["accuracy_cfg3"] <= 1

@@ -22,7 +22,8 @@ from harness.editing import inpaint
 from harness.finite import watching
 from harness.guides import CFG, VIEWS, Anagram, Hybrid, Plain
 from harness.partb.sampling import ddpm_loop, fm_sample
-from harness.partb.train import KINDS, PRESETS, Trainer, build_model
+from harness.partb.kinds import KINDS
+from harness.partb.train import PRESETS, Trainer, build_model
 from harness.sampling import sample
 from harness.schedules import linear_alphas_cumprod
 from harness.seeding import generators

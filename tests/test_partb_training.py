@@ -30,8 +30,9 @@ from harness.partb import evaluate
 from harness.partb.checkpoints import load_model
 from harness.partb.fid import fid_lite, load_classifier
 from harness.partb.mnist import load_mnist
-from harness.partb.sampling import ddpm_sample
-from harness.partb.train import KINDS, PRESETS, Trainer, _keep_mask, build_model, loss_fn, model_inputs
+from harness.partb.sampling import ddpm_sample, fm_sample
+from harness.partb.kinds import KINDS
+from harness.partb.train import PRESETS, Trainer, _keep_mask, build_model, loss_fn, model_inputs
 from harness.schedules import linear_alphas_cumprod
 from harness.seeding import generators, randn
 
@@ -233,9 +234,10 @@ def test_fid_lite_is_the_frechet_distance_of_the_classifier_features(clf):
         assert fid_lite(other, a, clf) == pytest.approx(want, rel=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["time", "class"])
+@pytest.mark.parametrize("kind", ["time", "class", "fm-time", "fm-class"])
 def test_measure_compares_its_samples_with_the_first_test_digits(kind, monkeypatch):
-    """measure(n): FID-lite of the n samples of its seeds (classes 0..9 repeated) against test digits 0..n-1."""
+    """measure(n): FID-lite of the n samples of its seeds (classes 0..9 repeated) against test digits 0..n-1;
+    DDPM's samples at the stride, flow matching's Euler samples in num_ts steps."""
     seen = []
 
     def record(real, fake, over_ranks):
@@ -243,13 +245,14 @@ def test_measure_compares_its_samples_with_the_first_test_digits(kind, monkeypat
         return 0.0
 
     monkeypatch.setattr(evaluate, "fid_lite", record)
-    model, n, stride = tiny_model(kind), 10, 150
-    evaluate.measure(kind, model, seed=0, n=n, stride=stride)
+    model, n, stride, num_ts = tiny_model(kind), 10, 150, 3 if kind.startswith("fm-") else None
+    evaluate.measure(kind, model, seed=0, n=n, stride=stride, num_ts=num_ts)
     [(real, fake)] = seen
     assert torch.equal(real, first_test_digits(n))
-    labels = torch.arange(10) if kind == "class" else None
+    labels = torch.arange(10) if kind.endswith("class") else None
     gens = generators(0, f"measure/{kind}", n)
-    want = ddpm_sample(model, linear_alphas_cumprod(T), gens, labels, 5.0, stride=stride)[0]
+    want = (ddpm_sample(model, linear_alphas_cumprod(T), gens, labels, 5.0, stride=stride)[0] if num_ts is None
+            else fm_sample(model, gens, labels, 5.0, num_ts)[0])
     assert torch.equal(fake, want)
 
 

@@ -25,12 +25,10 @@ from harness.denoisers.base import NoiseEstimate, VarianceType
 from harness.devices import to_device
 from harness.errors import BadValue
 from harness.flow import step_time
+from harness.partb.kinds import NUM_TS, check_kind
 from harness.guides import CFG, Plain
 from harness.sampling import euler_sample, iterative_denoise
 from harness.seeding import randn
-
-FLOW_KINDS = ("fm-time", "fm-class")
-NUM_TS = {"fm-time": 50, "fm-class": 300}  # the notebook's TimeConditionalFM and ClassConditionalFM defaults
 
 
 class UNetDenoiser:
@@ -130,7 +128,7 @@ def fm_sample(model: torch.nn.Module, generators: Sequence[torch.Generator], lab
     (default: 50 time-conditioned, 300 class-conditioned, the notebook's), CFG with guidance_scale against
     the zero class. Returns the samples clamped to [0, 1] (the course clamps for display only) and
     {i: x at t_i} for i in keep, on the model's device (no host synchronisation)."""
-    kind = FLOW_KINDS[labels is not None]
+    kind = "fm-time" if labels is None else "fm-class"
     num_ts = NUM_TS[kind] if num_ts is None else num_ts
     check_flow(model, kind, num_ts, guidance_scale)
     velocity = VelocityUNet(model, num_ts, labels is not None)
@@ -142,10 +140,7 @@ def fm_sample(model: torch.nn.Module, generators: Sequence[torch.Generator], lab
 def check_flow(model: torch.nn.Module, kind: str, num_ts: int, guidance_scale: float) -> None:
     """BadValue (one line naming the fix) for a model built for another kind, num_ts not a positive count or a
     guidance scale that is not a finite number."""
-    built_for = getattr(model, "kind", kind)
-    if built_for != kind:
-        raise BadValue(f"a {built_for!r} UNet given to {kind} Euler sampling: load a {kind} checkpoint "
-                       f"(train one with `python -m harness train {kind}`)")
+    check_kind(model, kind)
     if isinstance(num_ts, bool) or not isinstance(num_ts, int) or num_ts < 1:
         raise BadValue(f"num_ts {num_ts!r}: Euler needs a positive count of steps (the course: "
                        f"{NUM_TS['fm-time']} time-conditioned, {NUM_TS['fm-class']} class-conditioned)")

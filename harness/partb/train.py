@@ -36,6 +36,7 @@ from harness.devices import device_name, to_device
 from harness.diffusion import forward
 from harness.errors import BadValue, UnknownName
 from harness.flow import interpolate, velocity_target
+from harness.partb.kinds import CLASS_KINDS
 from harness.partb.distributed import World, barrier, data_parallel, global_batchnorm, sum_over_ranks
 from harness.partb.mnist import load_mnist, to_float
 from harness.partb.plot import line_plot
@@ -44,9 +45,6 @@ from harness.partb.unet import ClassConditionalUNet, TimeConditionalUNet, Uncond
 from harness.partb.weights import init_weights_
 from harness.schedules import linear_alphas_cumprod
 
-DDPM_KINDS = ("denoiser", "time", "class")
-FLOW_KINDS = ("pure-noise", "fm-time", "fm-class")  # the course's 1.2.3, 2.2 and 2.5 since 2025
-KINDS = DDPM_KINDS + FLOW_KINDS
 
 
 @dataclass(frozen=True)
@@ -157,7 +155,7 @@ def model_inputs(kind: str, x: torch.Tensor, labels: torch.Tensor | None, recipe
     else:
         t = torch.randint(0, recipe.T, (n,), generator=gen)[rows]
         inputs, target = (forward(x, t, abar, eps), to_device(t.float() / recipe.T, x.device)), eps
-    if kind not in ("class", "fm-class"):
+    if kind not in CLASS_KINDS:
         return inputs, target
     keep = _keep_mask(n, recipe.p_uncond, gen)[rows]
     return (*inputs, to_device(F.one_hot(labels, 10).float() * keep[:, None], x.device)), target
