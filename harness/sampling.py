@@ -85,7 +85,7 @@ def sample(
 
 
 def euler(
-    velocity: Denoiser,
+    velocity: Callable,
     x: torch.Tensor,
     num_ts: int,
     guide: Callable,
@@ -95,11 +95,13 @@ def euler(
     """Integrate a velocity field from x = x_0 (t = 0) to t = 1 in num_ts = T Euler steps:
 
     for i in 0 .. T-1:  u = guide(velocity, x, i);  x <- x + (1/T) u   (`harness.flow.euler_step`),
-    where ``velocity`` takes the step index i (it evaluates u at t_i = i / T, `harness.flow.step_time`) and
-    its estimate's ``eps`` holds the velocity, so the guides combine velocities as they combine noise.
+    where ``velocity`` (a Denoiser's call, ``image_shape`` and ``device``) takes the step index i (it
+    evaluates u at t_i = i / T, `harness.flow.step_time`) and its estimate's ``eps`` holds the velocity, so
+    the guides combine velocities as they combine noise.
 
     keep: step indices i whose x (at t_i) to return; T returns the result. Inside `finite.watching()` each
-    step's x is watched for NaN/Inf without a host read. Returns (x at t = 1, {i: x at t_i} for i in keep).
+    step's x is watched for NaN/Inf without a host read (a bad step is named by the index it stepped to,
+    i + 1). Returns (x at t = 1, {i: x at t_i} for i in keep).
     """
     x = x.float()
     kept: dict[int, torch.Tensor] = {}
@@ -118,7 +120,7 @@ def euler(
 
 
 def euler_sample(
-    velocity: Denoiser,
+    velocity: Callable,
     num_ts: int,
     guide: Callable,
     generators: Sequence[torch.Generator],
