@@ -178,6 +178,8 @@ def test_bad_sampling_arguments_are_one_line(bad, says):
     assert "\n" not in str(e.value)
     with pytest.raises(BadValue, match="a 'time' UNet where a 'fm-time' one belongs"):
         fm_sample(build_model("time", 4), generators(0, "s", 1))
+    with pytest.raises(BadValue, match="num_ts 0: Euler needs"):  # measure passes it on, not its default
+        measure("fm-time", build_model("fm-time", 4), n=2, num_ts=0)
 
 
 def test_presets_are_the_courses():

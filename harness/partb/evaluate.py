@@ -80,7 +80,7 @@ def measure(kind: str, model, seed: int = 0, n: int = 1000, stride: int = 10, wo
     if kind in CLASS_KINDS and n % 10:
         raise BadValue(f"{kind}: {n} samples cannot hold every digit equally often; ask for a multiple of 10")
     labels = torch.arange(10).repeat(n // 10) if kind in CLASS_KINDS else None
-    num_ts = num_ts or NUM_TS.get(kind)
+    num_ts = NUM_TS.get(kind) if num_ts is None else num_ts
     fid, x = sample_fid(model, generators(seed, f"measure/{kind}", n), labels, guidance_scale, stride, world, bf16=bf16,
                         num_ts=num_ts)
     out = {"fid_lite": fid, "fid_samples": n, "fid_bf16": bf16} | ({"fid_stride": stride} if num_ts is None else {"num_ts": num_ts})

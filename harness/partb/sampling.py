@@ -25,8 +25,8 @@ from harness.denoisers.base import NoiseEstimate, VarianceType
 from harness.devices import to_device
 from harness.errors import BadValue
 from harness.flow import step_time
-from harness.partb.kinds import NUM_TS, check_kind
 from harness.guides import CFG, Plain
+from harness.partb.kinds import NUM_TS, check_kind
 from harness.sampling import euler_sample, iterative_denoise
 from harness.seeding import randn
 
