@@ -1,6 +1,7 @@
 """What the harness's loops are measured against, each doing the same work another way:
 
-- `unet_loop`: the UNet calls of a sampling loop and nothing else (the limit of `efficiency`);
+- `unet_loop`: the UNet calls of a sampling loop and nothing else (the limit of `efficiency`; for an Euler
+  loop of T steps, its step indices 0 .. T as the timesteps);
 - `diffusers_cfg_loop`: the same strided CFG sampling with diffusers' `DDPMScheduler.step` doing the update;
 - `Counting(split=n)`: every guide branch as its own UNet call (what batching the branches buys);
 - `Stub`: a denoiser that costs nothing, so a loop timed with it is the loop alone;
@@ -47,14 +48,16 @@ class Stub:
         return getattr(self.inner, name)
 
     def __call__(self, x, t, cond) -> NoiseEstimate:
-        return NoiseEstimate(x * 0.5, torch.zeros_like(x) if self.inner.variance_type == "learned_range" else None)
+        learned = getattr(self.inner, "variance_type", None) == "learned_range"  # a velocity model has none
+        return NoiseEstimate(x * 0.5, torch.zeros_like(x) if learned else None)
 
 
-def unet_loop(denoiser, timesteps: Sequence[int], rows: int) -> None:
+def unet_loop(denoiser, timesteps: Sequence[int], rows: int, cond: torch.Tensor | None = None) -> None:
     """One batched UNet call of ``rows`` rows per step of ``timesteps``, on a fixed input: what a sampling
-    loop would cost if everything around its UNet calls were free."""
+    loop would cost if everything around its UNet calls were free. ``cond``: the rows' condition (default:
+    the denoiser's null prompt)."""
     x = torch.randn(rows, *denoiser.image_shape, generator=torch.Generator().manual_seed(0)).to(denoiser.device)
-    cond = torch.cat([denoiser.condition([None])] * rows)
+    cond = torch.cat([denoiser.condition([None])] * rows) if cond is None else cond
     for t in timesteps[:-1]:
         denoiser(x, torch.full((rows,), t, device=x.device), cond)
 

@@ -8,9 +8,10 @@ import os
 import sys
 from pathlib import Path
 
-from harness.cli_args import ArgumentParser, file, folder, positive, seconds
+from harness.cli_args import ArgumentParser, file, folder, number, positive, seconds
 from harness.errors import BadImage, BadValue, GoldenError, HarnessError, UnknownName
 from harness.partb.formats import WEIGHTS
+from harness.partb.kinds import KINDS, NUM_TS
 from harness.partb.speed import Speed
 from harness.seeding import DEFAULT_SEED
 
@@ -61,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("dataset", choices=["mnist"])
 
     train = sub.add_parser("train", help="train a Part B UNet (checkpoints, loss CSV and PNG in --out)")
-    train.add_argument("kind", choices=["denoiser", "time", "class"])
+    train.add_argument("kind", choices=KINDS, help="DDPM: denoiser, time, class; flow matching: pure-noise (1.2.3), "
+                                                   "fm-time, fm-class")
     train.add_argument("--preset", choices=["course", "quick"], default="quick")
     train.add_argument("--out", default="out/train")
     train.add_argument("--seed", type=int, default=0)
@@ -84,13 +86,17 @@ def _parser() -> argparse.ArgumentParser:
                        help="with --export: the format it writes and measures (default: writes fp16, measures the "
                             "float32 checkpoints)")
 
-    measure = sub.add_parser("measure", help="FID-lite (time, class; class also accuracy) or PSNR (denoiser) of a "
-                                              "Part B checkpoint; under torchrun the samples split over ranks")
-    measure.add_argument("kind", choices=["denoiser", "time", "class"])
+    measure = sub.add_parser("measure", help="FID-lite (time, class and fm-; class kinds also accuracy), PSNR (denoiser) "
+                                              "or MSE to the training mean (pure-noise) of a Part B checkpoint; under "
+                                              "torchrun the samples split over ranks")
+    measure.add_argument("kind", choices=KINDS)
     measure.add_argument("--epoch", type=positive, help="default: the last epoch of the recipe")
     measure.add_argument("--checkpoints", help="folder of a `train --out`; default: the shipped checkpoints")
     measure.add_argument("--samples", type=positive, default=1000, help="samples (at most the MNIST test digits)")
-    measure.add_argument("--stride", type=positive, default=10, help="sample every stride-th of the T=300 timesteps")
+    measure.add_argument("--stride", type=positive, default=10, help="DDPM: sample every stride-th of the T=300 timesteps")
+    measure.add_argument("--num-ts", type=positive, help="flow matching: Euler steps (default: the course's, "
+                                                         + ", ".join(f"{k} {v}" for k, v in NUM_TS.items()) + ")")
+    measure.add_argument("--guidance-scale", type=number, default=5.0, help="class kinds: CFG's gamma (default 5)")
     measure.add_argument("--seed", type=int, default=0)
     measure.add_argument("--bf16", action="store_true",
                          help="the UNet in bf16 autocast while sampling (faster where the device has bf16 units; the "
@@ -287,7 +293,8 @@ def cmd_measure(args: argparse.Namespace) -> None:
     data = checkpoints.read(args.kind, epoch, root, args.weights)
     model, meta = checkpoints.model_of(data, world.device(args.device))
     result = {"kind": args.kind, "epoch": epoch, "ranks": world.size, "weights": meta["weights"], "bytes": len(data),
-              **measure(args.kind, model, args.seed, args.samples, args.stride, world, args.bf16)}
+              **measure(args.kind, model, args.seed, args.samples, args.stride, world, args.bf16, args.num_ts,
+                        args.guidance_scale)}
     if world.is_main:
         print(json.dumps(result))
         if args.out:

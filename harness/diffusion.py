@@ -128,5 +128,6 @@ def ddpm_step(
 
 
 def cfg(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, cfg_scale: float) -> torch.Tensor:
-    """Classifier-free guidance (eq. A.4): eps = eps_u + gamma (eps_c - eps_u)."""
+    """Classifier-free guidance (eq. A.4): eps = eps_u + gamma (eps_c - eps_u); flow matching combines
+    velocities the same way (Algorithm B.4): u = u_u + gamma (u_c - u_u)."""
     return eps_uncond + cfg_scale * (eps_cond - eps_uncond)

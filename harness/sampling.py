@@ -1,4 +1,5 @@
-"""The course's iterative denoising loop (1.4) and sampling from pure noise (1.5, 1.6).
+"""The course's iterative denoising loop (1.4), sampling from pure noise (1.5, 1.6), and flow matching's
+Euler loop (Part B, Algorithms B.2 and B.4).
 
 x is float32 throughout; the denoiser may run in fp16. Every noise draw comes from one generator per
 image (`harness.seeding.randn`), so an image's result does not depend on what else is in the batch.
@@ -14,6 +15,7 @@ from tqdm.auto import tqdm
 from harness import finite
 from harness.denoisers.base import Denoiser
 from harness.diffusion import step_schedule, strided_step
+from harness.flow import euler_step
 from harness.seeding import randn
 
 AfterStep = Callable[[torch.Tensor, int, int], torch.Tensor]  # (x_t', i, t') -> x_t'
@@ -80,3 +82,49 @@ def sample(
     """Sampling from pure noise (1.5): x_{timesteps[0]} ~ N(0, I) per image, then iterative_denoise from i_start=0."""
     x = randn(denoiser.image_shape, generators, denoiser.device)
     return iterative_denoise(denoiser, x, timesteps, 0, guide, generators, progress=progress)[0]
+
+
+def euler(
+    velocity: Callable,
+    x: torch.Tensor,
+    num_ts: int,
+    guide: Callable,
+    keep: Sequence[int] = (),
+    progress: bool = False,
+) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """Integrate a velocity field from x = x_0 (t = 0) to t = 1 in num_ts = T Euler steps:
+
+    for i in 0 .. T-1:  u = guide(velocity, x, i);  x <- x + (1/T) u   (`harness.flow.euler_step`),
+    where ``velocity`` (a Denoiser's call, ``image_shape`` and ``device``) takes the step index i (it
+    evaluates u at t_i = i / T, `harness.flow.step_time`) and its estimate's ``eps`` holds the velocity, so
+    the guides combine velocities as they combine noise.
+
+    keep: step indices i whose x (at t_i) to return; T returns the result. Inside `finite.watching()` each
+    step's x is watched for NaN/Inf without a host read (a bad step is named by the index it stepped to,
+    i + 1). Returns (x at t = 1, {i: x at t_i} for i in keep).
+    """
+    x = x.float()
+    kept: dict[int, torch.Tensor] = {}
+    watch = finite.current()
+    if watch is not None:
+        watch.start_loop()
+    for i in tqdm(range(num_ts), desc="euler", disable=not progress, leave=False):
+        if i in keep:
+            kept[i] = x.clone()
+        x = euler_step(x, guide(velocity, x, i).eps.float(), num_ts)
+        if watch is not None:
+            watch.step(x, i, i + 1)
+    if num_ts in keep:
+        kept[num_ts] = x.clone()
+    return x, kept
+
+
+def euler_sample(
+    velocity: Callable,
+    num_ts: int,
+    guide: Callable,
+    generators: Sequence[torch.Generator],
+    keep: Sequence[int] = (),
+) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """Flow matching's sampling from pure noise: x_0 ~ N(0, I) per image, then `euler`."""
+    return euler(velocity, randn(velocity.image_shape, generators, velocity.device), num_ts, guide, keep)

@@ -65,3 +65,34 @@ class ToyBackend(DenoiserBackend):
 
     def __init__(self, device: str):
         self.device, self.denoiser = device, self.denoiser_class(patterns(64), size=64)
+
+
+class AnalyticFlow(torch.nn.Module):
+    """Flow matching's exact velocity when the data is a point mass at a pattern mu: x_t = (1 - t) x_0 + t mu
+    gives x_0 = (x_t - t mu) / (1 - t) and u(x_t, t) = mu - x_0 = (mu - x_t) / (1 - t). Time-conditioned
+    (no c): mu = patterns[0]; class-conditioned: mu = sum_k c_k patterns[k], 0 for the zero class.
+
+    Euler with steps 1/T at t_i = i / T follows the straight line exactly, x at t_i = (1 - t_i) x_0 + t_i mu,
+    ending at mu; under CFG u_u + g (u_c - u_u) is the exact velocity towards mu_u + g (mu_c - mu_u).
+    Records the t of every call."""
+
+    def __init__(self, patterns: torch.Tensor):
+        super().__init__()
+        self.patterns = torch.nn.Parameter(patterns, requires_grad=False)
+        self.times: list[torch.Tensor] = []
+
+    def target(self, c: torch.Tensor | None) -> torch.Tensor:
+        """mu for each row of c (one-hot or zero rows), or patterns[0] without c."""
+        if c is None:
+            return self.patterns[:1]
+        return torch.einsum("nk,kchw->nchw", c.to(self.patterns.dtype), self.patterns)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        self.times.append(t.clone())
+        return (self.target(c) - x) / (1 - t.reshape(-1, 1, 1, 1))
+
+
+def digit_patterns(size: int = 28) -> torch.Tensor:
+    """Ten distinct smooth patterns (10, 1, size, size) in [0.1, 0.9], one per digit."""
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    return torch.stack([0.5 + 0.4 * torch.sin(torch.pi * (k + 1) * (xx + 0.5 * yy) / 4) for k in range(10)])[:, None]

@@ -12,8 +12,9 @@ from benchmarks.baselines import Counting, Stub, diffusers_cfg_loop, naive_steps
 from benchmarks.test_sampler import BRANCHES, make_guide
 from harness.backends import get_backend
 from harness.guides import CFG
-from harness.partb.train import PRESETS, Trainer
-from harness.sampling import sample
+from harness.partb.sampling import VelocityUNet, class_guide
+from harness.partb.train import PRESETS, Trainer, build_model
+from harness.sampling import euler_sample, sample
 from harness.schedules import strided_timesteps
 from harness.seeding import generators
 
@@ -67,3 +68,16 @@ def test_naive_steps_trains_the_same_model(tmp_path):
     before = [p.detach().clone() for p in trainer.model.parameters()]
     naive_steps(trainer, 2)
     assert trainer.opt.state and any((p - q).abs().max() > 0 for p, q in zip(trainer.model.parameters(), before))
+
+
+def test_unet_loop_over_euler_steps_makes_the_euler_loops_calls():
+    """unet_loop over the step indices 0 .. T with the guide's rows: T calls of the rows an Euler loop sends,
+    its UNet at t = i / T (the same limit `benchmarks/test_euler.py` measures the loop against)."""
+    model = build_model("fm-class", 4, torch.Generator().manual_seed(0))
+    counting = Counting(VelocityUNet(model, 5, class_conditioned=True))
+    guide = class_guide(torch.arange(3), 5.0, 3, counting.device)
+    with torch.inference_mode():
+        euler_sample(counting, 5, guide, generators(0, "b", 3))
+        calls, rows = counting.calls, counting.rows
+        unet_loop(counting, range(6), 6, torch.cat([guide.cond, guide.uncond]))
+    assert (calls, rows) == (5, 30) and (counting.calls, counting.rows) == (2 * calls, 2 * rows)

@@ -4,11 +4,13 @@ values accepted, saying what they did."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from harness.cli import main
+from harness.partb import checkpoints
 
 FILE, DIR, MISSING = "{file}", "{dir}", "{missing}"
 COURSE = str(Path(__file__).parent / "impls" / "course.py")  # a course-style implementation (tests/impls/)
@@ -48,6 +50,7 @@ BAD = [
     (["train", "time", "--seed", "x"], "invalid int value: 'x'"),
     (["train", "time", "--device", "tpu"], "--device 'tpu' is not a torch device"),
     (["train", "time", "--out", FILE], "is a file: pass a folder"),
+    (["train", "fm-tme"], "invalid choice: 'fm-tme'"),
     # measure
     (["measure", "time", "--samples", "0"], "0 is not a positive count"),
     (["measure", "time", "--samples", "many"], "'many' is not a whole number"),
@@ -59,6 +62,11 @@ BAD = [
     (["measure", "time", "--checkpoints", MISSING], "is no folder"),
     (["measure", "time", "--out", DIR], "is a folder: pass a file name"),
     (["measure", "time", "--device", "tpu"], "--device 'tpu' is not a torch device"),
+    (["measure", "fm-time", "--num-ts", "0"], "0 is not a positive count"),
+    (["measure", "fm-class", "--guidance-scale", "five"], "'five' is not a number: pass one such as 5"),
+    (["measure", "fm-class", "--guidance-scale", "nan"], "'nan' is not a finite number"),
+    (["measure", "time", "--num-ts", "50"], "Euler steps are for fm-time and fm-class; time takes none"),
+    (["measure", "fm-time", "--checkpoints", DIR], "--epoch 10: no fm-time checkpoint of that epoch"),
     # report
     (["report", "--outputs", MISSING], "no outputs under"),
     (["report", "--outputs", DIR, "--out", FILE], "is a file: pass a folder"),
@@ -94,6 +102,15 @@ def test_a_bad_value_is_one_line_and_exit_2(argv, says, tmp_path, capsys):
     assert says.format(**paths) in lines[0] and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "taken.txt"]  # nothing written
     assert (tmp_path / "taken.txt").read_text() == "mine" and not any((tmp_path / "folder").iterdir())
+
+
+def test_a_ddpm_checkpoint_under_a_flow_name_is_one_line(tmp_path, capsys):
+    """A DDPM checkpoint (the shipped time model) saved as fm-time_epoch1: measure names the file, the kind it
+    holds and the fix, exit status 2."""
+    shutil.copyfile(checkpoints.shipped_dir() / "time_epoch1.safetensors", tmp_path / "fm-time_epoch1.safetensors")
+    assert main(["measure", "fm-time", "--checkpoints", str(tmp_path), "--epoch", "1"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: ") and "holds a 'time' UNet, not a 'fm-time' one: pass the checkpoints of" in line
 
 
 def test_a_negative_seed_is_a_seed_and_its_run_is_not_judged(tmp_path, capsys):

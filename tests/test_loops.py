@@ -21,7 +21,8 @@ from harness.backends import get_backend
 from harness.editing import inpaint
 from harness.finite import watching
 from harness.guides import CFG, VIEWS, Anagram, Hybrid, Plain
-from harness.partb.sampling import ddpm_loop
+from harness.partb.sampling import ddpm_loop, fm_sample
+from harness.partb.kinds import KINDS
 from harness.partb.train import PRESETS, Trainer, build_model
 from harness.sampling import sample
 from harness.schedules import linear_alphas_cumprod
@@ -109,7 +110,14 @@ def test_part_b_sampling_loop_does_not_synchronise(no_sync, device):
         ddpm_loop(model, linear_alphas_cumprod(300), generators(0, "p", 2), torch.arange(2), stride=100, keep_every=1)
 
 
-@pytest.mark.parametrize("kind", ["denoiser", "time", "class"])
+@pytest.mark.parametrize("kind", ["fm-time", "fm-class"])
+def test_euler_loop_does_not_synchronise(no_sync, device, kind):
+    model = build_model(kind, 8, torch.Generator().manual_seed(0)).to(device)
+    with no_sync(), watching():
+        fm_sample(model, generators(0, "p", 2), torch.arange(2) if kind == "fm-class" else None, num_ts=3, keep=[0, 3])
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_training_step_loop_does_not_synchronise(no_sync, device, kind, tmp_path):
     recipe = dataclasses.replace(PRESETS["quick"][kind], num_hiddens=8, subset=64, batch_size=16, test_subset=16)
     trainer = Trainer(recipe, tmp_path, device=device)

@@ -5,7 +5,11 @@ Losses, for draws made in model_inputs' order from one generator (eps, then t, t
 denoiser  L = ||D(x + sigma eps) - x||^2,  sigma = 0.5;
 time      L = ||eps(x_t, t/T) - eps||^2,  x_t = sqrt(abar_t) x + sqrt(1 - abar_t) eps,  t ~ U{0..T-1};
 class     as time with eps(x_t, t/T, keep c),  keep = 0 with probability p_uncond = 0.1;
-abar_t = prod_{s<=t} (1 - beta_s), beta = linspace(1e-4, 0.02, T = 300).
+abar_t = prod_{s<=t} (1 - beta_s), beta = linspace(1e-4, 0.02, T = 300);
+flow matching, x_0 = eps the noise and x_1 = x the digit (the draws: eps, then t, then keep):
+pure-noise  L = ||D(eps) - x||^2;
+fm-time   L = ||u(x_t, t) - (x_1 - x_0)||^2,  x_t = (1 - t) x_0 + t x_1,  t ~ U[0, 1];
+fm-class  as fm-time with u(x_t, t, keep c).
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from harness.partb import evaluate
 from harness.partb.checkpoints import load_model
 from harness.partb.fid import fid_lite, load_classifier
 from harness.partb.mnist import load_mnist
-from harness.partb.sampling import ddpm_sample
+from harness.partb.sampling import ddpm_sample, fm_sample
+from harness.partb.kinds import KINDS
 from harness.partb.train import PRESETS, Trainer, _keep_mask, build_model, loss_fn, model_inputs
 from harness.schedules import linear_alphas_cumprod
 from harness.seeding import generators, randn
@@ -54,17 +59,21 @@ def independent_loss(kind: str, x: torch.Tensor, labels: torch.Tensor, gen: torc
     """The module docstring's loss in float64, from draws eps, t, keep made in that order from gen."""
     stub, x = LinearStub(), x.double()
     eps = torch.randn(x.shape, generator=gen).double()
-    if kind == "denoiser":
-        return float(((stub(x + SIGMA * eps) - x) ** 2).mean())
-    t = torch.randint(0, T, (len(x),), generator=gen)
-    abar = torch.from_numpy(ABAR[t.numpy()]).reshape(-1, 1, 1, 1)
-    x_t = abar.sqrt() * x + (1 - abar).sqrt() * eps
-    if kind == "time":
-        return float(((stub(x_t, t / T) - eps) ** 2).mean())
+    if kind in ("denoiser", "pure-noise"):
+        return float(((stub(x + SIGMA * eps if kind == "denoiser" else eps) - x) ** 2).mean())
+    if kind.startswith("fm-"):
+        t = torch.rand(len(x), generator=gen).double()
+        x_t, t_in, target = (1 - t.reshape(-1, 1, 1, 1)) * eps + t.reshape(-1, 1, 1, 1) * x, t, x - eps
+    else:
+        t = torch.randint(0, T, (len(x),), generator=gen)
+        abar = torch.from_numpy(ABAR[t.numpy()]).reshape(-1, 1, 1, 1)
+        x_t, t_in, target = abar.sqrt() * x + (1 - abar).sqrt() * eps, t / T, eps
+    if kind in ("time", "fm-time"):
+        return float(((stub(x_t, t_in) - target) ** 2).mean())
     keep = torch.rand(len(x), generator=gen) >= P_UNCOND
     assert 0 < keep.sum() < len(x), "the draws keep some classes and drop some"
     c = torch.eye(10, dtype=torch.float64)[labels] * keep[:, None]
-    return float(((stub(x_t, t / T, c) - eps) ** 2).mean())
+    return float(((stub(x_t, t_in, c) - target) ** 2).mean())
 
 
 def test_the_schedule_is_the_writeups():
@@ -74,7 +83,7 @@ def test_the_schedule_is_the_writeups():
         assert (recipe.T, recipe.p_uncond, recipe.sigma) == (T, P_UNCOND, SIGMA), recipe
 
 
-@pytest.mark.parametrize("kind", ["denoiser", "time", "class"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_loss_fn_is_the_objective(kind):
     """loss_fn with the stub == the independent loss for the same seed."""
     x = torch.rand(32, 1, 28, 28, generator=torch.Generator().manual_seed(1))
@@ -84,7 +93,7 @@ def test_loss_fn_is_the_objective(kind):
     assert float(ours) == pytest.approx(independent_loss(kind, x, labels, torch.Generator().manual_seed(7)), rel=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["denoiser", "time", "class"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_the_trainer_optimises_the_objective(kind, tmp_path):
     """What an Adam step minimises (Trainer.batch_inputs, then batch_loss) == the independent loss on the
     batch's digits, drawn from the run's generator."""
@@ -225,9 +234,10 @@ def test_fid_lite_is_the_frechet_distance_of_the_classifier_features(clf):
         assert fid_lite(other, a, clf) == pytest.approx(want, rel=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["time", "class"])
+@pytest.mark.parametrize("kind", ["time", "class", "fm-time", "fm-class"])
 def test_measure_compares_its_samples_with_the_first_test_digits(kind, monkeypatch):
-    """measure(n): FID-lite of the n samples of its seeds (classes 0..9 repeated) against test digits 0..n-1."""
+    """measure(n): FID-lite of the n samples of its seeds (classes 0..9 repeated) against test digits 0..n-1;
+    DDPM's samples at the stride, flow matching's Euler samples in num_ts steps."""
     seen = []
 
     def record(real, fake, over_ranks):
@@ -235,13 +245,14 @@ def test_measure_compares_its_samples_with_the_first_test_digits(kind, monkeypat
         return 0.0
 
     monkeypatch.setattr(evaluate, "fid_lite", record)
-    model, n, stride = tiny_model(kind), 10, 150
-    evaluate.measure(kind, model, seed=0, n=n, stride=stride)
+    model, n, stride, num_ts = tiny_model(kind), 10, 150, 3 if kind.startswith("fm-") else None
+    evaluate.measure(kind, model, seed=0, n=n, stride=stride, num_ts=num_ts)
     [(real, fake)] = seen
     assert torch.equal(real, first_test_digits(n))
-    labels = torch.arange(10) if kind == "class" else None
+    labels = torch.arange(10) if kind.endswith("class") else None
     gens = generators(0, f"measure/{kind}", n)
-    want = ddpm_sample(model, linear_alphas_cumprod(T), gens, labels, 5.0, stride=stride)[0]
+    want = (ddpm_sample(model, linear_alphas_cumprod(T), gens, labels, 5.0, stride=stride)[0] if num_ts is None
+            else fm_sample(model, gens, labels, 5.0, num_ts)[0])
     assert torch.equal(fake, want)
 
 

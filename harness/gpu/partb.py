@@ -24,8 +24,9 @@ import torch
 from harness.atomic import atomic_write_text
 from harness.partb import checkpoints
 from harness.partb.evaluate import measure
+from harness.partb.kinds import KINDS
 from harness.partb.speed import Speed
-from harness.partb.train import KINDS, train
+from harness.partb.train import train
 from harness.devices import cuda_kernels, fix_threads
 
 TINY = dict(num_hiddens=8, subset=128, test_subset=32, epochs=2, save_epochs=(1, 2))

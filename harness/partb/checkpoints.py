@@ -22,7 +22,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from harness.atomic import atomic_write_bytes
-from harness.errors import HarnessError, WeightsUnavailable
+from harness.errors import BadValue, HarnessError, WeightsUnavailable
 from harness.partb.formats import WEIGHTS
 from harness.partb.int8 import dequantize, quantize, transposed
 from harness.partb.train import Recipe, build_model
@@ -47,14 +47,18 @@ def saved_epochs(kind: str, root: Path | None = None) -> list[int]:
 def _open(data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """A safetensors file's tensors and metadata, whose "weights" names the format: files that name none
     (training's float32 checkpoints, fp16 ones exported before int8) are named by their float dtype."""
-    header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
-    meta, tensors = dict(header.get("__metadata__") or {}), load_tensors(data)
+    meta, tensors = _metadata(data), load_tensors(data)
     if "weights" not in meta:
         meta["weights"] = "fp32" if any(v.dtype == torch.float32 for v in tensors.values()) else "fp16"
     elif meta["weights"] not in WEIGHTS:
         raise HarnessError(f"checkpoint weights {meta['weights']!r} are not one of {', '.join(WEIGHTS)}: "
                            f"a newer harness wrote it; update this one")
     return tensors, meta
+
+
+def _metadata(data: bytes) -> dict[str, str]:
+    """A safetensors file's metadata, from its JSON header alone."""
+    return dict(json.loads(data[8:8 + int.from_bytes(data[:8], "little")]).get("__metadata__") or {})
 
 
 def _model(meta: dict[str, str]) -> torch.nn.Module:
@@ -92,12 +96,17 @@ def stored(data: bytes, weights: str, extra: dict[str, str] | None = None) -> by
 
 
 def read(kind: str, epoch: int, root: Path | None = None, weights: str | None = None) -> bytes:
-    """The checkpoint file's bytes; with ``weights``, re-stored in that format (as shipping it would)."""
+    """The checkpoint file's bytes; with ``weights``, re-stored in that format (as shipping it would).
+    BadValue if its recipe is another kind's (a DDPM checkpoint under a flow kind's name)."""
     path = _path(kind, epoch, root)
     if not path.is_file():
         raise WeightsUnavailable(f"no Part B checkpoint {path.name} in {path.parent}: train it with "
                                  f"`python -m harness train {kind} --preset quick` and export it (see README)")
-    return stored(path.read_bytes(), weights) if weights else path.read_bytes()
+    data = path.read_bytes()
+    if (trained := Recipe.from_json(_metadata(data)["recipe"]).kind) != kind:
+        raise BadValue(f"{path} holds a {trained!r} UNet, not a {kind!r} one: pass the checkpoints of a "
+                       f"`python -m harness train {kind}` run")
+    return stored(data, weights) if weights else data
 
 
 def model_of(data: bytes, device: str = "cpu") -> tuple[torch.nn.Module, dict]:

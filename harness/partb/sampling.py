@@ -6,10 +6,16 @@ x_T ~ N(0, I); for t = T-1 .. 0 (or a strided subset, t' the next one, -1 after 
     x_t' = sqrt(abar_t') beta/(1 - abar_t) x0 + sqrt(alpha)(1 - abar_t')/(1 - abar_t) x_t + sqrt(beta) z,
 with beta = 1 - abar_t / abar_t' and z = 0 on the last step (`harness.diffusion.strided_step`).
 Images are in [0, 1] as the course trains them; one generator per image.
+
+Flow matching (`fm_sample`, Algorithms B.2 and B.4): x_0 ~ N(0, I); for i = 0 .. T-1 (T = num_ts):
+    u = u(x, i/T[, c])   (class: u_u + gamma (u_c - u_u), the same CFG guide);   x <- x + (1/T) u,
+on the course's Euler loop, `harness.sampling.euler`.
 """
 
 from __future__ import annotations
 
+import math
+from numbers import Real
 from typing import Sequence
 
 import torch
@@ -17,8 +23,11 @@ import torch.nn.functional as F
 
 from harness.denoisers.base import NoiseEstimate, VarianceType
 from harness.devices import to_device
+from harness.errors import BadValue
+from harness.flow import step_time
 from harness.guides import CFG, Plain
-from harness.sampling import iterative_denoise
+from harness.partb.kinds import NUM_TS, check_kind
+from harness.sampling import euler_sample, iterative_denoise
 from harness.seeding import randn
 
 
@@ -78,13 +87,62 @@ def ddpm_loop(model: torch.nn.Module, alphas_cumprod: torch.Tensor, generators: 
     den = UNetDenoiser(model, alphas_cumprod, labels is not None,
                        variance_type or ("fixed_large" if stride == 1 else "fixed_small"))
     gens = list(generators)
-    if labels is None:
-        guide = Plain(torch.zeros(len(gens), 0, device=den.device))
-    else:
-        onehot = to_device(F.one_hot(labels, 10).float(), den.device)  # one_hot on CPU labels
-        guide = CFG(onehot, torch.zeros_like(onehot), cfg_scale)
+    guide = class_guide(labels, cfg_scale, len(gens), den.device)
     timesteps = partb_timesteps(len(alphas_cumprod), stride) + [-1]
     after = timesteps[1:]
     keep = [t for i, t in enumerate(after) if keep_every and (i % keep_every == 0 or t < 0)]
     x, kept = iterative_denoise(den, randn(den.image_shape, gens, den.device), timesteps, 0, guide, gens, keep=keep)
     return x.clamp(0, 1), [kept[t].clamp(0, 1) for t in keep]
+
+
+def class_guide(labels: torch.Tensor | None, cfg_scale: float, n: int, device: torch.device) -> Plain | CFG:
+    """Plain with an empty condition (time-conditioned: labels None), else CFG of the one-hot digits
+    against the zero class."""
+    if labels is None:
+        return Plain(torch.zeros(n, 0, device=device))
+    onehot = to_device(F.one_hot(labels, 10).float(), device)  # one_hot on CPU labels
+    return CFG(onehot, torch.zeros_like(onehot), cfg_scale)
+
+
+class VelocityUNet:
+    """A flow-matching UNet behind the guides' interface: called with Euler's step index i, it gives the
+    velocity u(x, t_i[, c]) at t_i = i / num_ts in the estimate's ``eps`` (no variance)."""
+
+    image_shape = (1, 28, 28)
+
+    def __init__(self, model: torch.nn.Module, num_ts: int, class_conditioned: bool):
+        self.model, self.num_ts, self.class_conditioned = model.eval(), num_ts, class_conditioned
+        self.device = next(model.parameters()).device
+
+    def __call__(self, x: torch.Tensor, i: torch.Tensor, cond: torch.Tensor) -> NoiseEstimate:
+        t = step_time(i, self.num_ts).to(self.device)
+        u = self.model(x, t, cond.to(self.device)) if self.class_conditioned else self.model(x, t)
+        return NoiseEstimate(u.float())
+
+
+@torch.inference_mode()
+def fm_sample(model: torch.nn.Module, generators: Sequence[torch.Generator], labels: torch.Tensor | None = None,
+              guidance_scale: float = 5.0, num_ts: int | None = None,
+              keep: Sequence[int] = ()) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """The course's time_fm_sample (labels None) and class_fm_sample: Euler from pure noise in num_ts steps
+    (default: 50 time-conditioned, 300 class-conditioned, the notebook's), CFG with guidance_scale against
+    the zero class. Returns the samples clamped to [0, 1] (the course clamps for display only) and
+    {i: x at t_i} for i in keep, on the model's device (no host synchronisation)."""
+    kind = "fm-time" if labels is None else "fm-class"
+    num_ts = NUM_TS[kind] if num_ts is None else num_ts
+    check_flow(model, kind, num_ts, guidance_scale)
+    velocity = VelocityUNet(model, num_ts, labels is not None)
+    gens = list(generators)
+    x, kept = euler_sample(velocity, num_ts, class_guide(labels, guidance_scale, len(gens), velocity.device), gens, keep)
+    return x.clamp(0, 1), kept
+
+
+def check_flow(model: torch.nn.Module, kind: str, num_ts: int, guidance_scale: float) -> None:
+    """BadValue (one line naming the fix) for a model built for another kind, num_ts not a positive count or a
+    guidance scale that is not a finite number."""
+    check_kind(model, kind)
+    if isinstance(num_ts, bool) or not isinstance(num_ts, int) or num_ts < 1:
+        raise BadValue(f"num_ts {num_ts!r}: Euler needs a positive count of steps (the course: "
+                       f"{NUM_TS['fm-time']} time-conditioned, {NUM_TS['fm-class']} class-conditioned)")
+    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, Real) or not math.isfinite(guidance_scale):
+        raise BadValue(f"guidance scale {guidance_scale!r} is not a number: pass one such as 5.0 (the course's gamma)")

@@ -4,6 +4,11 @@ denoiser:  z = x + sigma eps,                      L = ||D(z) - x||^2
 time:      x_t = sqrt(abar_t) x + sqrt(1-abar_t) eps, t ~ U{0..T-1},  L = ||eps(x_t, t/T) - eps||^2
 class:     as time, with a one-hot class zeroed with probability p_uncond, L = ||eps(x_t, t/T, c) - eps||^2
 
+Flow matching (Part B since 2025; `harness.flow`), x_0 = eps ~ N(0, I) the noise and x_1 = x the digit:
+pure-noise (1.2.3): L = ||D(eps) - x||^2
+fm-time:   x_t = (1 - t) x_0 + t x_1, t ~ U[0, 1] per sample,  L = ||u(x_t, t) - (x_1 - x_0)||^2
+fm-class:  as fm-time with the class zeroed as in class,       L = ||u(x_t, t, c) - (x_1 - x_0)||^2
+
 Every draw (initial weights, shuffling, noise, t, the p_uncond mask) comes from one explicit generator
 seeded by the run's seed; the generator's state is checkpointed, so a resumed run continues bitwise.
 Under torchrun each rank trains its share of every global batch (`harness.partb.distributed`).
@@ -17,6 +22,7 @@ import io
 import json
 import math
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -29,6 +35,8 @@ from harness.atomic import atomic_path, atomic_write_text
 from harness.devices import device_name, to_device
 from harness.diffusion import forward
 from harness.errors import BadValue, UnknownName
+from harness.flow import interpolate, velocity_target
+from harness.partb.kinds import CLASS_KINDS
 from harness.partb.distributed import World, barrier, data_parallel, global_batchnorm, sum_over_ranks
 from harness.partb.mnist import load_mnist, to_float
 from harness.partb.plot import line_plot
@@ -37,7 +45,6 @@ from harness.partb.unet import ClassConditionalUNet, TimeConditionalUNet, Uncond
 from harness.partb.weights import init_weights_
 from harness.schedules import linear_alphas_cumprod
 
-KINDS = ("denoiser", "time", "class")
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,7 @@ class Recipe:
     epochs: int
     save_epochs: tuple[int, ...]
     sigma: float = 0.5  # denoiser only
-    T: int = 300
+    T: int = 300  # DDPM's timesteps (the flow kinds draw t ~ U[0, 1])
     p_uncond: float = 0.1  # class only
     lr_decay: bool = False  # ExponentialLR with gamma 0.1 ** (1 / epochs), stepped per epoch
     subset: int | None = None  # first N training images (a class-balanced prefix of MNIST)
@@ -87,23 +94,39 @@ PRESETS: dict[str, dict[str, Recipe]] = {
         "denoiser": Recipe("denoiser", 128, 256, 1e-4, 5, (1, 5)),
         "time": Recipe("time", 64, 128, 1e-3, 20, (1, 5, 10, 15, 20), lr_decay=True),
         "class": Recipe("class", 64, 128, 1e-3, 20, (1, 5, 10, 15, 20), lr_decay=True),
+        "pure-noise": Recipe("pure-noise", 128, 256, 1e-4, 5, (1, 5)),
+        "fm-time": Recipe("fm-time", 64, 64, 1e-2, 10, (1, 5, 10), lr_decay=True),
+        "fm-class": Recipe("fm-class", 64, 64, 1e-2, 10, (1, 5, 10), lr_decay=True),
     },
     # 2-core CPU. denoiser: D=24 on the first 15000 training digits. time/class: the course's D=64, batch,
     # lr and 20 epochs on the first 30000 digits (4700 Adam steps, about 32 min each in bf16 on 2 cores with
-    # bf16 units); checkpoints at the epochs the writeups show.
+    # bf16 units); checkpoints at the epochs the writeups show. pure-noise: the denoiser's quick recipe.
+    # fm-time/fm-class: the course's recipe on the first 30000 digits (4690 Adam steps, as many as time and
+    # class take, each half the batch); not yet sized by a measured run.
     "quick": {
         "denoiser": Recipe("denoiser", 24, 64, 1e-3, 5, (1, 5), subset=15000),
         "time": Recipe("time", 64, 128, 1e-3, 20, (1, 5, 10, 15, 20), lr_decay=True, subset=30000),
         "class": Recipe("class", 64, 128, 1e-3, 20, (1, 5, 10, 15, 20), lr_decay=True, subset=30000),
+        "pure-noise": Recipe("pure-noise", 24, 64, 1e-3, 5, (1, 5), subset=15000),
+        "fm-time": Recipe("fm-time", 64, 64, 1e-2, 10, (1, 5, 10), lr_decay=True, subset=30000),
+        "fm-class": Recipe("fm-class", 64, 64, 1e-2, 10, (1, 5, 10), lr_decay=True, subset=30000),
     },
 }
 
 
+# The UNet of each kind: flow matching's time-conditioned UNet multiplies by its time embedding.
+MODELS: dict[str, Callable[..., torch.nn.Module]] = {
+    "denoiser": UnconditionalUNet, "time": TimeConditionalUNet, "class": ClassConditionalUNet,
+    "pure-noise": UnconditionalUNet, "fm-time": partial(TimeConditionalUNet, time_conditioning="multiply"),
+    "fm-class": ClassConditionalUNet}
+
+
 def build_model(kind: str, num_hiddens: int, generator: torch.Generator | None = None) -> torch.nn.Module:
-    """The course UNet for ``kind``, its weights drawn from ``generator`` (PyTorch's default init)."""
-    cls = {"denoiser": UnconditionalUNet, "time": TimeConditionalUNet, "class": ClassConditionalUNet}[kind]
+    """The course UNet for ``kind`` (recorded as its ``kind``), its weights drawn from ``generator``
+    (PyTorch's default init)."""
     with torch.random.fork_rng(devices=[]):
-        model = cls(num_hiddens=num_hiddens)
+        model = MODELS[kind](num_hiddens=num_hiddens)
+    model.kind = kind
     return model if generator is None else init_weights_(model, generator)
 
 
@@ -124,13 +147,23 @@ def model_inputs(kind: str, x: torch.Tensor, labels: torch.Tensor | None, recipe
     eps = to_device(torch.randn((n, *x.shape[1:]), generator=gen)[rows], x.device)
     if kind == "denoiser":
         return (x + recipe.sigma * eps,), x
-    t = torch.randint(0, recipe.T, (n,), generator=gen)[rows]
-    x_t = forward(x, t, abar, eps)
-    t_in = to_device(t.float() / recipe.T, x.device)
-    if kind == "time":
-        return (x_t, t_in), eps
+    if kind == "pure-noise":
+        return (eps,), x
+    if kind in ("fm-time", "fm-class"):
+        t = to_device(_uniform_t(n, gen)[rows], x.device)
+        inputs, target = (interpolate(eps, x, t), t), velocity_target(eps, x)
+    else:
+        t = torch.randint(0, recipe.T, (n,), generator=gen)[rows]
+        inputs, target = (forward(x, t, abar, eps), to_device(t.float() / recipe.T, x.device)), eps
+    if kind not in CLASS_KINDS:
+        return inputs, target
     keep = _keep_mask(n, recipe.p_uncond, gen)[rows]
-    return (x_t, t_in, to_device(F.one_hot(labels, 10).float() * keep[:, None], x.device)), eps
+    return (*inputs, to_device(F.one_hot(labels, 10).float() * keep[:, None], x.device)), target
+
+
+def _uniform_t(n: int, gen: torch.Generator) -> torch.Tensor:
+    """Flow matching's times, t ~ U[0, 1] per sample."""
+    return torch.rand((n,), generator=gen)
 
 
 def _keep_mask(n: int, p_uncond: float, gen: torch.Generator) -> torch.Tensor:

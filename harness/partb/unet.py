@@ -1,4 +1,5 @@
-"""The course's UNet for 28x28 MNIST, exactly: unconditional, time-conditioned, class-conditioned.
+"""The course's UNet for 28x28 MNIST, exactly: unconditional, time-conditioned (DDPM adds the time
+embedding, flow matching multiplies by it), class-conditioned.
 
 Shapes for hidden width D: 28x28xD -> 14x14xD -> 7x7x2D -> (flatten) 1x1x2D -> (unflatten) 7x7x2D
 -> 14x14xD -> 28x28xD -> 1 channel, with skip connections concatenated on the way up.
@@ -96,22 +97,31 @@ class UnconditionalUNet(nn.Module):
 
 
 class TimeConditionalUNet(UnconditionalUNet):
-    """eps(x_t, t): t/T enters through FCBlocks added at the unflatten (2D) and after up1 (D)."""
+    """eps(x_t, t) or the velocity u(x_t, t): t enters through t1 = FCBlock(1, 2D)(t) at the unflatten and
+    t2 = FCBlock(1, D)(t) after up1. ``time_conditioning`` "add" (DDPM): unflatten + t1, up1 + t2;
+    "multiply" (flow matching): unflatten * t1, up1 * t2."""
 
-    def __init__(self, in_channels: int = 1, num_hiddens: int = 64):
+    def __init__(self, in_channels: int = 1, num_hiddens: int = 64, time_conditioning: str = "add"):
         super().__init__(in_channels, num_hiddens)
+        if time_conditioning not in ("add", "multiply"):
+            raise ValueError(f"time_conditioning {time_conditioning!r}: pass 'add' (DDPM) or 'multiply' (flow matching)")
+        self.time_conditioning = time_conditioning
         self.fc1_t = FCBlock(1, 2 * num_hiddens)
         self.fc2_t = FCBlock(1, num_hiddens)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """t: (B,) normalised timesteps t/T in [0, 1]."""
+        """t: (B,) normalised time in [0, 1] (DDPM: t/T)."""
         t = t.reshape(-1, 1).to(x.dtype)
-        return self.decode(*self.encode(x), shift1=_hw(self.fc1_t(t)), shift2=_hw(self.fc2_t(t)))
+        t1, t2 = _hw(self.fc1_t(t)), _hw(self.fc2_t(t))
+        if self.time_conditioning == "multiply":
+            return self.decode(*self.encode(x), scale1=t1, scale2=t2)
+        return self.decode(*self.encode(x), shift1=t1, shift2=t2)
 
 
 class ClassConditionalUNet(UnconditionalUNet):
-    """eps(x_t, t, c): unflatten = c1 * unflatten + t1, up1 = c2 * up1 + t2; c is a one-hot vector,
-    all zeros for the unconditional (null) class."""
+    """eps(x_t, t, c) or the velocity u(x_t, t, c) (the course's two versions wire it alike): unflatten =
+    c1 * unflatten + t1, up1 = c2 * up1 + t2; c is a one-hot vector, all zeros for the unconditional
+    (null) class."""
 
     def __init__(self, in_channels: int = 1, num_hiddens: int = 64, num_classes: int = 10):
         super().__init__(in_channels, num_hiddens)
