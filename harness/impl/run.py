@@ -21,6 +21,7 @@ from harness.impl.loader import UserCodeError, load, resolve, user_code
 from harness.impl.notebook import Presented, notebook_globals
 from harness.impl.replay import Tape, recording, replaying
 from harness.impl.source import Source, compile_file
+from harness.impl.standins import NOTES, kind
 from harness.impl.verdicts import MATCH_PSNR, distance, judge
 from harness.schedules import strided_timesteps
 from harness.seeding import DEFAULT_SEED
@@ -93,9 +94,9 @@ def check_file(target: str, backend: str = "tiny-if", sections: Sequence[str] | 
 
 
 def stand_in_row(modules: Sequence[str]) -> Result:
-    """The row that says which imports got a stand-in (`loader.StandIn`)."""
-    return Result("setup", ", ".join(modules), "stand-in", "not installed here and only used for display: a "
-                  "stand-in whose calls do nothing")
+    """The row that says which imports got a stand-in (`standins`), and what each kind of stand-in does."""
+    notes = dict.fromkeys(NOTES[kind(m)] for m in modules)
+    return Result("setup", ", ".join(modules), "stand-in", "; ".join(notes))
 
 
 def _references(check: Check, ctx: Ctx) -> tuple[list[Call], list[torch.Tensor], list[Tape]]:
