@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 
 import harness
-from harness.impl.checks import CHECKS, Call, Check, Ctx
+from harness.impl.checks import CHECKS, Call, Check, Ctx, first_candidate
 from harness.impl.replay import Tape, recording
 
 
@@ -39,7 +39,8 @@ def index_of(check: Check) -> int:
 
 
 def tape_key(ctx: Ctx, check: Check) -> str:
-    """(harness version, backend, section, parameters, seed) of a check's tape, hashed: its file's name."""
+    """(harness version, backend, section, parameters, seed) of a check's tapes, hashed: its file's name (a
+    rotation's views share theirs)."""
     key = [version(), ctx.backend, index_of(check), check.section, ctx.params(check.section), ctx.stride, ctx.seed]
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
@@ -78,7 +79,7 @@ class References:
 
         folder.mkdir(parents=True, exist_ok=True)
         for check in checks:
-            _, tapes = self.tapes(check)
+            _, tapes = self.tapes(first_candidate(check))
             tensors = {f"{j}/{k}": x.contiguous() for j, t in enumerate(tapes) for k, (_, x) in enumerate(t.draws)}
             roles = [[r for r, _ in t.draws] for t in tapes]
             save_file(tensors, folder / f"{tape_key(self.ctx, check)}.safetensors", {"roles": json.dumps(roles)})

@@ -44,8 +44,10 @@ class Result:
     def __post_init__(self):
         self.key = self.key or self.section
 
+    FIELDS = ("section", "function", "verdict", "figures", "looks_like", "trace", "key")
+
     def row(self) -> dict[str, str]:
-        return {k: getattr(self, k) for k in ("section", "function", "verdict", "figures", "looks_like", "trace", "key")}
+        return {k: getattr(self, k) for k in self.FIELDS}
 
 
 def check_ids() -> list[str]:
