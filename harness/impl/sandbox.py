@@ -3,7 +3,7 @@
 - bubblewrap (``bwrap``) where it runs: new mount, pid, network, ipc and uts namespaces, no capabilities,
   killed with its parent. It sees only the system's and Python's folders and ``read_only`` (the harness, the
   backend's cache, the tapes), all read-only, and its scratch folder, writable, as /scratch (its working
-  folder and HOME) and /tmp: neither the other submissions nor the output folder.
+  folder and HOME), /tmp and /dev/shm: neither the other submissions nor the output folder.
 - Where bwrap cannot run (not installed: ``apt-get install bubblewrap``): ``unshare`` (network and pid
   namespaces) and ``setpriv`` (no capabilities), with one warning line (`warning`): the code can then read
   whatever the grader's user can read, and write where that user may without privileges.
@@ -12,12 +12,15 @@ Both: a scrubbed environment (PATH, HOME, TMPDIR, LANG, and ``env``); `Limits` s
 (address space, CPU time, file size, process count, no core dumps) and a wall clock, after which the whole
 sandbox is killed; stdin empty, stdout and stderr to files in the scratch (capped by the file size).
 
-The process count is an rlimit, RLIMIT_NPROC, which counts every process of the user: the sandbox runs as
-the grader's user without capabilities, so its cap is that user's count at the start plus ``processes``.
+The process count is a pids cgroup (v1 or v2) where one can be made (as root), holding the sandbox and all it
+starts, killed when it ends; else RLIMIT_NPROC, which counts every process of the user (the cap is that
+user's count at the start plus ``processes``) and which root is exempt from: then the cap is not in force
+(`enforced`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import resource
@@ -25,10 +28,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from harness.atomic import hear_sigint
 
@@ -37,8 +41,8 @@ GIB, MIB = 2**30, 2**20
 
 @dataclass(frozen=True)
 class Limits:
-    """Caps of one sandbox: address space and file size in bytes, CPU and wall-clock seconds, processes
-    (threads count) beyond those its user already runs."""
+    """Caps of one sandbox: address space and file size in bytes, CPU and wall-clock seconds, processes (and
+    threads) in it."""
 
     memory: int = 8 * GIB
     cpu_s: int = 3600
@@ -90,8 +94,49 @@ def warning() -> str | None:
 
 
 def enforced() -> bool:
-    """Whether every cap is in force (the process count needs ``setpriv`` or bwrap to drop capabilities)."""
-    return sys.platform == "linux" and (tool() == "bwrap" or shutil.which("setpriv") is not None)
+    """Whether every cap is in force: the process count needs a pids cgroup, or a user other than root."""
+    return sys.platform == "linux" and (_pids_root() is not None or os.getuid() != 0)
+
+
+@functools.lru_cache(maxsize=1)
+def _pids_root() -> Path | None:
+    """A pids cgroup folder in which this process can make children, None where there is none."""
+    for root in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")):
+        probe = root / f"harness-probe-{os.getpid()}"
+        try:
+            probe.mkdir()
+        except OSError:
+            continue
+        try:
+            if (probe / "pids.max").exists():
+                return root
+        finally:
+            probe.rmdir()
+    return None
+
+
+@contextlib.contextmanager
+def _process_cap(processes: int) -> Iterator[Path | None]:
+    """A pids cgroup capped at ``processes`` (None where none can be made); afterwards whatever still runs in
+    it is killed and it is removed."""
+    root = _pids_root()
+    if root is None:
+        yield None
+        return
+    group = Path(tempfile.mkdtemp(dir=root, prefix="harness-sandbox-"))
+    (group / "pids.max").write_text(str(processes))
+    try:
+        yield group
+    finally:
+        for _ in range(100):
+            pids = (group / "cgroup.procs").read_text().split()
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+            time.sleep(0.05)
+        group.rmdir()
 
 
 def inside(path: Path, at: str) -> Path:
@@ -110,10 +155,11 @@ def run(argv: Sequence[str], scratch: Path, limits: Limits, read_only: dict[Path
                    "LANG": "C.UTF-8", "TMPDIR": str(inside(scratch / "tmp", "/tmp")), **(env or {})}
     command = _bwrap(argv, scratch, read_only or {}, environment) if tool() == "bwrap" else _unshare(argv)
     start = time.monotonic()
-    with open(scratch / "stdout.txt", "wb") as out, open(scratch / "stderr.txt", "wb") as err:
+    with open(scratch / "stdout.txt", "wb") as out, open(scratch / "stderr.txt", "wb") as err, \
+            _process_cap(limits.processes) as group:
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=scratch,
                                 env=environment if tool() != "bwrap" else {"PATH": environment["PATH"]},
-                                preexec_fn=functools.partial(_limit, limits, _tasks_of(os.getuid())),
+                                preexec_fn=functools.partial(_limit, limits, group, _tasks_of(os.getuid())),
                                 start_new_session=True)
         try:
             status, timed_out = proc.wait(timeout=limits.wall_s), False
@@ -133,8 +179,8 @@ def _bwrap(argv: Sequence[str], scratch: Path, read_only: dict[Path, Path], env:
             command += ["--ro-bind", str(path), str(path)]
     for path, at in {**{p: p for p in _python_paths()}, **read_only}.items():
         command += ["--ro-bind", str(path), str(at)]
-    command += ["--bind", str(scratch), "/scratch", "--bind", str(scratch / "tmp"), "/tmp", "--chdir", "/scratch",
-                "--clearenv"]
+    command += ["--bind", str(scratch), "/scratch", "--bind", str(scratch / "tmp"), "/tmp", "--bind",
+                str(scratch / "tmp"), "/dev/shm", "--remount-ro", "/", "--chdir", "/scratch", "--clearenv"]
     for key, value in env.items():
         command += ["--setenv", key, value]
     return [*command, "--", *argv]
@@ -170,13 +216,15 @@ def _tasks_of(uid: int) -> int:
     return count
 
 
-def _limit(limits: Limits, tasks: int) -> None:
-    """In the child before exec: the rlimits (CPU time: SIGXCPU at the cap, SIGKILL 5 s later), and SIGINT
-    heard (`atomic.hear_sigint`)."""
+def _limit(limits: Limits, group: Path | None, tasks: int) -> None:
+    """In the child before exec: into the pids cgroup ``group`` (else RLIMIT_NPROC over the user's ``tasks``),
+    the rlimits (CPU time: SIGXCPU at the cap, SIGKILL 5 s later), and SIGINT heard (`atomic.hear_sigint`)."""
     hear_sigint()
-    for which, soft, hard in ((resource.RLIMIT_AS, limits.memory, limits.memory),
-                              (resource.RLIMIT_CPU, limits.cpu_s, limits.cpu_s + 5),
-                              (resource.RLIMIT_FSIZE, limits.file_size, limits.file_size),
-                              (resource.RLIMIT_CORE, 0, 0),
-                              (resource.RLIMIT_NPROC, tasks + limits.processes, tasks + limits.processes)):
+    if group is not None:
+        (group / "cgroup.procs").write_text(str(os.getpid()))
+    caps = [(resource.RLIMIT_AS, limits.memory, limits.memory), (resource.RLIMIT_CPU, limits.cpu_s, limits.cpu_s + 5),
+            (resource.RLIMIT_FSIZE, limits.file_size, limits.file_size), (resource.RLIMIT_CORE, 0, 0)]
+    if group is None:
+        caps.append((resource.RLIMIT_NPROC, tasks + limits.processes, tasks + limits.processes))
+    for which, soft, hard in caps:
         resource.setrlimit(which, (soft, hard))
