@@ -185,14 +185,15 @@ def _judged(ran, sub: Submission, ctx, refs: References, options: Options) -> tu
 
 
 def _stderr(scratch: Path) -> str:
-    """'; its last line on stderr: ...' where it wrote one (a crash's message)."""
+    """'; it raised: ...' where its stderr ends with a Python traceback (a crash of the worker)."""
     try:
         with open(scratch / "stderr.txt", "rb") as f:
-            f.seek(max(0, f.seek(0, 2) - 2000))
-            lines = [ln for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+            f.seek(max(0, f.seek(0, 2) - 4000))
+            text = f.read().decode("utf-8", "replace")
     except OSError:
         return ""
-    return f"; its last line on stderr: {lines[-1].strip()[:200]}" if lines else ""
+    lines = [ln.strip() for ln in text.split("Traceback (most recent call last)")[-1].splitlines() if ln.strip()]
+    return f"; it raised: {lines[-1][:200]}" if "Traceback (most recent call last)" in text and lines else ""
 
 
 def _record(sub: Submission, results: list[Result], seconds: float, out: Path, options: Options, points: dict,

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import torch
 
-from harness.atomic import atomic_write_text
+from harness.atomic import atomic_path, atomic_write_text
 from harness.impl.checks import CHECKS, found_again
 from harness.impl.references import index_of
 from harness.impl.run import Produced, Result
@@ -38,7 +38,8 @@ def write(folder: Path, outcomes: Sequence[Result | Produced] = (), error: str =
         entries.append({"check": index_of(f.checks[0]), "name": f.name, "key": f.key, "views": f.views,
                         "outputs": len(o.outs), "draws": list(o.draws)})
         tensors.update({f"{n}/{j}": x.detach().float().cpu().contiguous() for j, x in enumerate(o.outs)})
-    save_file(tensors, folder / OUTPUTS)
+    with atomic_path(folder / OUTPUTS) as tmp:
+        save_file(tensors, tmp)
     atomic_write_text(folder / OUTCOME, json.dumps({"error": error, "trace": trace, "outcomes": entries}))
 
 

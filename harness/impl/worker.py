@@ -5,6 +5,7 @@ happened as data (`transfer.write`) into the job's folder. It judges nothing: th
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -18,10 +19,12 @@ def main(job_file: str) -> int:
     from harness.impl.run import context, outcomes, select
     from harness.impl.source import compile_file
 
+    pid = os.getpid()
     job = json.loads(Path(job_file).read_text(encoding="utf-8"))
     folder = Path(job["out"])
     folder.mkdir(parents=True, exist_ok=True)
     fix_threads()
+    error = None
     try:
         source = compile_file(Path(job["file"]))
         ctx = context(job["backend"], job["device"], job["seed"], job["stride"])
@@ -29,9 +32,10 @@ def main(job_file: str) -> int:
         results = outcomes(module, stand_ins, select(job["sections"]), ctx, source, job["time_limit"],
                            TapeFiles(ctx, Path(job["tapes"])))
     except HarnessError as e:  # the file does not compile, its top level raised, an import is missing
-        transfer.write(folder, error=str(e), trace=getattr(e, "trace", ""))
-        return 0
-    transfer.write(folder, results)
+        results, error = [], e
+    if os.getpid() != pid:  # a process the user's code forked came back here: only the worker writes
+        os._exit(0)
+    transfer.write(folder, results, str(error or ""), getattr(error, "trace", ""))
     return 0
 
 
