@@ -111,3 +111,73 @@ def test_a_small_class_is_graded_with_faults_as_rows_and_rerun_skips_it(tmp_path
     assert rows_of(grade([str(klass)], out, options, workers=2, echo=again.append)) == got
     assert len(again) == 4 and all("unchanged, not run again" in ln for ln in again), again
 
+
+
+HOSTILE_ROWS = {  # submission -> (row key, what its one line says)
+    "infinite_loop": ("A1.1", "ran past the time limit of 10 s"),
+    "deaf_loop": ("setup", "ran past the CPU-time cap of 40 s"),
+    "memory_hog": ("A1.1", "can't allocate memory"),
+    "fork_bomb": ("A1.1", "raised BlockingIOError"),
+    "exit_quietly": ("setup", "the sandbox exited with status 0 before writing its results"),
+    "kill_parent": ("setup", "was killed (SIGKILL"),
+    "print_gigabyte": ("A1.1", "File too large"),
+    "write_outside": ("A1.1", "no write outside its folder succeeded"),
+    "read_sibling": ("A1.1", "no sibling submission visible"),
+    "open_socket": ("A1.1", "Network is unreachable"),
+    "absent_module": ("setup", "no module named 'no_such_module_for_harness' here"),
+    "corrupt": ("setup", "not a Jupyter notebook"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sandbox.tool() != "bwrap" or not sandbox.enforced(),
+                    reason=f"the hostile notebooks need bubblewrap and every cap in force: {sandbox.warning()}")
+def test_every_hostile_notebook_is_an_error_row_and_is_contained(tmp_path, monkeypatch):
+    klass, out, home = tmp_path / "class", tmp_path / "out", tmp_path / "home"
+    shutil.copytree(HOSTILE, klass)
+    shutil.copy(IMPLS / "course.py", klass / "course.py")
+    (klass / "sibling_canary.txt").write_text("the class's folder")
+    home.mkdir()
+    (home / ".bashrc").write_text("# the grader's\n")
+    monkeypatch.setenv("HARNESS_CACHE", str(cache_dir()))
+    monkeypatch.setenv("HOME", str(home))
+    before = snapshot(klass, home)
+    limits = Limits(memory=6 * GIB, cpu_s=40, wall_s=900, file_size=64 * MIB, processes=64)  # a busy machine's wall
+    options = Options("tiny-if", ("A1.1",), stride=330, time_limit=10, limits=limits)
+    got = rows_of(grade([str(klass)], out, options, workers=2, echo=lambda line: None))
+    assert got["course"]["A1.1"][0] == "matches the reference", got["course"]
+    for name, (key, says) in HOSTILE_ROWS.items():
+        verdict, line = got[name].get(key, ("none", str(got[name])))
+        assert verdict == "error" and says in line and "escaped" not in line, (name, line)
+    assert snapshot(klass, home) == before
+    assert not list(tmp_path.rglob(ESCAPED)) and not any(Path(p, ESCAPED).exists() for p in ("/", "/root", "/work"))
+    assert sorted(p.name for p in out.iterdir()) == sorted(["grades.csv", "index.html", "course", *HOSTILE_ROWS])
+    try:
+        chromium = ensure_chromium(timeout=900)
+    except BrowserUnavailable as e:
+        pytest.skip(f"no headless browser for the index page: {e}")
+    page = check_page((out / "index.html").as_uri(), chromium=chromium)
+    assert page.console_errors == [] and {"sections", "raised", "submissions"} <= set(page.ids)
+
+
+@pytest.mark.slow
+def test_the_proof_files_get_their_verdicts_in_a_batch(tmp_path):
+    """tests/impls/ (each made self-contained) on mnist: the course matches, each mistake is wrong with its
+    diagnosis, as check-impl of one file says (tests/test_check_impl.py)."""
+    klass = tmp_path / "class"
+    klass.mkdir()
+    for path in IMPLS.iterdir():
+        if path.suffix in (".py", ".ipynb"):
+            (klass / path.name).write_text(self_contained(path.name))
+    sections = ("A1.1", "A1.4", "A1.7.2", "A1.7.3", "A1.8", "A1.9")
+    options = Options("mnist", sections, stride=330, time_limit=300, limits=Limits(memory=6 * GIB, wall_s=900))
+    got = rows_of(grade([str(klass)], tmp_path / "out", options, workers=2, echo=lambda line: None))
+    for name in ("course", "variants", "variants_args", "rotations"):
+        assert {v for v, _ in got[name].values()} <= {"matches the reference", "skipped", "stand-in"}, got[name]
+    for name, section, says in [("mistake_sqrt", "A1.1", "sqrt missing"), ("mistake_cfg", "A1.7.3", "CFG around"),
+                                ("mistake_view", "A1.8", "view not inverted"), ("mistake_bands", "A1.9", "bands swapped"),
+                                ("mistake_renoise", "A1.7.2", "not re-noised"),
+                                ("mistake_last_variance", "A1.4", "at the last step")]:
+        assert got[name][section][0] == "wrong", (name, got[name][section])
+    page = json.loads((tmp_path / "out" / "mistake_bands" / "mnist" / "results.json").read_text())
+    assert any("bands swapped" in r["looks_like"] for r in page["results"])
