@@ -8,6 +8,8 @@ import csv
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -181,3 +183,17 @@ def test_the_proof_files_get_their_verdicts_in_a_batch(tmp_path):
         assert got[name][section][0] == "wrong", (name, got[name][section])
     page = json.loads((tmp_path / "out" / "mistake_bands" / "mnist" / "results.json").read_text())
     assert any("bands swapped" in r["looks_like"] for r in page["results"])
+
+
+@pytest.mark.slow
+def test_pytest_impl_on_a_folder_makes_a_case_per_submission(tmp_path):
+    klass = tmp_path / "class"
+    klass.mkdir()
+    shutil.copy(IMPLS / "course.py", klass / "alice.py")
+    shutil.copy(HOSTILE / "exit_quietly.py", klass / "bob.py")
+    res = subprocess.run([sys.executable, "-m", "pytest", "--impl", str(klass), "--impl-section", "A1.1", "--impl-stride",
+                          "330", "--impl-out", str(tmp_path / "out"), "-p", "no:cacheprovider", "tests/test_imports.py"],
+                         capture_output=True, text=True, timeout=1800, cwd=Path(__file__).parents[1])
+    assert res.returncode == 1 and "1 failed, 1 passed" in res.stdout, res.stdout[-3000:]
+    assert "bob: setup -: error: bob.py: the sandbox exited with status 0" in res.stdout
+    assert (tmp_path / "out" / "grades.csv").is_file()
