@@ -48,7 +48,7 @@ class StandIn:
     def __getattr__(self, attr: str) -> "StandIn":
         if attr.startswith("__"):
             raise AttributeError(attr)
-        return StandIn(f"{self.__name__}.{attr}")
+        return type(self)(f"{self.__name__}.{attr}")
 
     def __call__(self, *_: Any, **__: Any) -> "StandIn":
         return self
@@ -57,16 +57,8 @@ class StandIn:
         return f"<stand-in for {self.__name__}>"
 
 
-class Missing:
+class Missing(StandIn):
     """What the torchvision stand-in lacks: attributes are more of it, a call raises one line naming it."""
-
-    def __init__(self, name: str):
-        self.__name__ = name
-
-    def __getattr__(self, attr: str) -> "Missing":
-        if attr.startswith("__"):
-            raise AttributeError(attr)
-        return Missing(f"{self.__name__}.{attr}")
 
     def __call__(self, *_: Any, **__: Any) -> Any:
         raise NotImplementedError(f"{self.__name__} is not in the harness's torchvision stand-in (torchvision cannot "
