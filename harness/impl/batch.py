@@ -12,6 +12,7 @@ faults are rows: a sandbox that ends without results is an "error" row saying ho
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -164,8 +165,9 @@ def _sandboxed(sub: Submission, scratch: Path, tapes: Path, options: Options, th
            "backend": options.backend, "sections": list(options.sections), "seed": options.seed,
            "stride": options.stride, "time_limit": options.time_limit, "device": options.device}
     (scratch / "job.json").write_text(json.dumps(job))
+    gpus = sorted(glob.glob("/dev/nvidia*")) if options.device.startswith("cuda") else []
     finished = sandbox.run([sys.executable, "-m", "harness.impl.worker", str(home / "job.json")], scratch,
-                           options.limits, read_only, env)
+                           options.limits, read_only, env, gpus)
     return finished, scratch
 
 

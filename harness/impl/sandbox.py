@@ -145,15 +145,15 @@ def inside(path: Path, at: str) -> Path:
 
 
 def run(argv: Sequence[str], scratch: Path, limits: Limits, read_only: dict[Path, Path] | None = None,
-        env: dict[str, str] | None = None) -> Finished:
+        env: dict[str, str] | None = None, devices: Sequence[str] = ()) -> Finished:
     """Run ``argv`` in a sandbox whose scratch folder is ``scratch`` (made here: /scratch under bwrap, see
-    `inside`; HOME and /tmp in it), which sees each key of ``read_only`` at its value; stdout and stderr in
-    scratch/stdout.txt and stderr.txt."""
+    `inside`; HOME and /tmp in it), which sees each key of ``read_only`` at its value and the device files
+    ``devices`` (a GPU's); stdout and stderr in scratch/stdout.txt and stderr.txt."""
     for sub in ("home", "tmp"):
         (scratch / sub).mkdir(parents=True, exist_ok=True)
     environment = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(inside(scratch, "/scratch") / "home"),
                    "LANG": "C.UTF-8", "TMPDIR": str(inside(scratch / "tmp", "/tmp")), **(env or {})}
-    command = _bwrap(argv, scratch, read_only or {}, environment) if tool() == "bwrap" else _unshare(argv)
+    command = _bwrap(argv, scratch, read_only or {}, environment, devices) if tool() == "bwrap" else _unshare(argv)
     start = time.monotonic()
     with open(scratch / "stdout.txt", "wb") as out, open(scratch / "stderr.txt", "wb") as err, \
             _process_cap(limits.processes) as group:
@@ -169,7 +169,8 @@ def run(argv: Sequence[str], scratch: Path, limits: Limits, read_only: dict[Path
     return Finished(status, timed_out, time.monotonic() - start)
 
 
-def _bwrap(argv: Sequence[str], scratch: Path, read_only: dict[Path, Path], env: dict[str, str]) -> list[str]:
+def _bwrap(argv: Sequence[str], scratch: Path, read_only: dict[Path, Path], env: dict[str, str],
+           devices: Sequence[str]) -> list[str]:
     command = ["bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
                "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--proc", "/proc", "--dev", "/dev"]
     for path in _system_paths():
@@ -179,6 +180,8 @@ def _bwrap(argv: Sequence[str], scratch: Path, read_only: dict[Path, Path], env:
             command += ["--ro-bind", str(path), str(path)]
     for path, at in {**{p: p for p in _python_paths()}, **read_only}.items():
         command += ["--ro-bind", str(path), str(at)]
+    for device in devices:
+        command += ["--dev-bind", device, device]
     command += ["--bind", str(scratch), "/scratch", "--bind", str(scratch / "tmp"), "/tmp", "--bind",
                 str(scratch / "tmp"), "/dev/shm", "--remount-ro", "/", "--chdir", "/scratch", "--clearenv"]
     for key, value in env.items():
