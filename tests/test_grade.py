@@ -117,7 +117,7 @@ def test_a_small_class_is_graded_with_faults_as_rows_and_rerun_skips_it(tmp_path
 
 HOSTILE_ROWS = {  # submission -> (row key, what its one line says)
     "infinite_loop": ("A1.1", "ran past the time limit of 10 s"),
-    "deaf_loop": ("setup", "ran past the CPU-time cap of 40 s"),
+    "deaf_loop": ("setup", "ran past the "),  # the CPU-time cap, or on a crowded machine the wall clock first
     "memory_hog": ("A1.1", "can't allocate memory"),
     "fork_bomb": ("A1.1", "raised BlockingIOError"),
     "exit_quietly": ("setup", "the sandbox exited with status 0 before writing its results"),
@@ -144,7 +144,7 @@ def test_every_hostile_notebook_is_an_error_row_and_is_contained(tmp_path, monke
     monkeypatch.setenv("HARNESS_CACHE", str(cache_dir()))
     monkeypatch.setenv("HOME", str(home))
     before = snapshot(klass, home)
-    limits = Limits(memory=6 * GIB, cpu_s=40, wall_s=900, file_size=64 * MIB, processes=64)  # a busy machine's wall
+    limits = Limits(memory=6 * GIB, cpu_s=40, wall_s=900, file_size=64 * MIB, processes=64)
     options = Options("tiny-if", ("A1.1",), stride=330, time_limit=10, limits=limits)
     got = rows_of(grade([str(klass)], out, options, workers=2, echo=lambda line: None))
     assert got["course"]["A1.1"][0] == "matches the reference", got["course"]
