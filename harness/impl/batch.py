@@ -133,10 +133,10 @@ def grade(targets: Sequence[str], out: Path, options: Options = Options(), worke
         checks = select(options.sections)
         with tempfile.TemporaryDirectory(prefix="harness-grade-") as tmp:
             tapes = Path(tmp) / "tapes"
-            refs.write_tapes(checks, tapes)
+            files = refs.write_tapes(checks, tapes)
             threads = max(1, len(os.sched_getaffinity(0)) // workers)
             with ThreadPoolExecutor(workers) as pool:
-                futures = {pool.submit(_sandboxed, sub, Path(tmp) / f"s{i}", tapes, options, threads): sub
+                futures = {pool.submit(_sandboxed, sub, Path(tmp) / f"s{i}", (tapes, files), options, threads): sub
                            for i, sub in enumerate(todo)}
                 for future in as_completed(futures):
                     sub = futures[future]
@@ -150,8 +150,10 @@ def grade(targets: Sequence[str], out: Path, options: Options = Options(), worke
     return ordered
 
 
-def _sandboxed(sub: Submission, scratch: Path, tapes: Path, options: Options, threads: int):
-    """Run one submission's worker in its sandbox: (how it ended, its scratch folder)."""
+def _sandboxed(sub: Submission, scratch: Path, tapes: tuple[Path, dict[str, str]], options: Options, threads: int):
+    """Run one submission's worker in its sandbox, given the tapes' folder and files: (how it ended, its scratch
+    folder)."""
+    tapes, files = tapes
     scratch.mkdir(parents=True)
     shutil.copyfile(sub.path, scratch / sub.path.name)
     home = sandbox.inside(scratch, "/scratch")
@@ -162,6 +164,7 @@ def _sandboxed(sub: Submission, scratch: Path, tapes: Path, options: Options, th
     if "MNIST_ROOT" in os.environ:
         read_only[Path(os.environ["MNIST_ROOT"])] = Path(env.setdefault("MNIST_ROOT", os.environ["MNIST_ROOT"]))
     job = {"file": str(home / sub.path.name), "out": str(home / "outcome"), "tapes": str(read_only[tapes]),
+           "tape_files": files,
            "backend": options.backend, "sections": list(options.sections), "seed": options.seed,
            "stride": options.stride, "time_limit": options.time_limit, "device": options.device}
     (scratch / "job.json").write_text(json.dumps(job))

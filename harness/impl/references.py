@@ -73,28 +73,33 @@ class References:
         calls, _, tapes = self.run(check)
         return calls, tapes
 
-    def write_tapes(self, checks: Sequence[Check], folder: Path) -> None:
-        """Each check's tapes in ``folder``/<tape_key>.safetensors (the roles in its metadata)."""
+    def write_tapes(self, checks: Sequence[Check], folder: Path) -> dict[str, str]:
+        """Each check's tapes in ``folder``/<tape_key>.safetensors (the roles in its metadata); the file of each
+        check, by its place in `CHECKS` (what a worker is given: it never computes a key itself)."""
         from safetensors.torch import save_file
 
         folder.mkdir(parents=True, exist_ok=True)
+        files = {}
         for check in checks:
             _, tapes = self.tapes(first_candidate(check))
             tensors = {f"{j}/{k}": x.contiguous() for j, t in enumerate(tapes) for k, (_, x) in enumerate(t.draws)}
             roles = [[r for r, _ in t.draws] for t in tapes]
-            save_file(tensors, folder / f"{tape_key(self.ctx, check)}.safetensors", {"roles": json.dumps(roles)})
+            files[str(index_of(check))] = f"{tape_key(self.ctx, check)}.safetensors"
+            save_file(tensors, folder / files[str(index_of(check))], {"roles": json.dumps(roles)})
+        return files
 
 
 class TapeFiles:
-    """`References.tapes` from the files `write_tapes` wrote: the calls built here, the draws read there."""
+    """`References.tapes` from the files `write_tapes` wrote (``files``: its answer): the calls built here, the
+    draws read there."""
 
-    def __init__(self, ctx: Ctx, folder: Path):
-        self.ctx, self.folder = ctx, folder
+    def __init__(self, ctx: Ctx, folder: Path, files: dict[str, str]):
+        self.ctx, self.folder, self.files = ctx, folder, files
 
     def tapes(self, check: Check) -> tuple[list[Call], list[Tape]]:
         from safetensors import safe_open
 
-        with safe_open(self.folder / f"{tape_key(self.ctx, check)}.safetensors", "pt") as f:
+        with safe_open(self.folder / self.files[str(index_of(check))], "pt") as f:
             roles = json.loads(f.metadata()["roles"])
             tapes = [Tape([(r, f.get_tensor(f"{j}/{k}")) for k, r in enumerate(rs)], self.ctx.seed)
                      for j, rs in enumerate(roles)]

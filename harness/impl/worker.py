@@ -30,7 +30,7 @@ def main(job_file: str) -> int:
         ctx = context(job["backend"], job["device"], job["seed"], job["stride"])
         module, stand_ins = load(source, ctx.notebook, ctx.den.device, ctx.den.dtype, job["seed"], job["time_limit"])
         results = outcomes(module, stand_ins, select(job["sections"]), ctx, source, job["time_limit"],
-                           TapeFiles(ctx, Path(job["tapes"])))
+                           TapeFiles(ctx, Path(job["tapes"]), job["tape_files"]))
     except HarnessError as e:  # the file does not compile, its top level raised, an import is missing
         results, error = [], e
     if os.getpid() != pid:  # a process the user's code forked came back here: only the worker writes
