@@ -87,7 +87,7 @@ def test_a_small_class_is_graded_with_faults_as_rows_and_rerun_skips_it(tmp_path
     for name in ("exit_quietly.py", "corrupt.ipynb", "absent_module.ipynb"):
         shutil.copy(HOSTILE / name, klass / name)
     before = snapshot(klass)
-    options = Options("tiny-if", ("A1.1",), stride=330, time_limit=60, limits=Limits(memory=6 * GIB, wall_s=300))
+    options = Options("tiny-if", ("A1.1",), stride=330, time_limit=600, limits=Limits(memory=6 * GIB))
     lines = []
     grades = grade([str(klass)], out, options, workers=2, gradescope=True, echo=lines.append)
     got = rows_of(grades)
