@@ -38,9 +38,10 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-impl", help="check your implementation of the course's Part A functions against "
                                               "the reference, section by section (a table; outputs in --out)")
-    check.add_argument("file", metavar="FILE", help="your notebook (.ipynb: its definitions only), .py file or "
-                                                    "importable module with forward, iterative_denoise, "
-                                                    "iterative_denoise_cfg, inpaint, ...")
+    check.add_argument("files", nargs="+", metavar="FILE", help="your notebook (.ipynb: its definitions only), .py "
+                                                               "file or importable module with forward, "
+                                                               "iterative_denoise, iterative_denoise_cfg, inpaint, ...; "
+                                                               "or a class: folders and files, each in a sandbox")
     check.add_argument("--backend", default="tiny-if", help="tiny-if (default, random weights) or mnist (trained, judged)")
     check.add_argument("--section", action="append", metavar="SECTION", help="only these sections (repeatable)")
     check.add_argument("--stride", type=positive, default=30, help="stride of the strided timesteps (the course's 30)")
@@ -48,7 +49,16 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--device", default="cpu")
     check.add_argument("--time-limit", type=seconds, default=600.0, help="seconds one call of your function may take")
     check.add_argument("--out", default="out/check-impl", help="per section your images, the reference's and their "
-                                                               "difference, and results.json, in OUT/<backend>/")
+                                                               "difference, and results.json, in OUT/<backend>/ "
+                                                               "(a class: OUT/<submission>/<backend>/, grades.csv, "
+                                                               "index.html)")
+    grading = check.add_argument_group("a class (several files or a folder; README \"Grade a class\")")
+    grading.add_argument("--workers", type=positive, help="sandboxes at a time (default: the cores)")
+    grading.add_argument("--force", action="store_true", help="run again the submissions graded before, unchanged")
+    grading.add_argument("--gradescope", action="store_true", help="also OUT/<submission>/gradescope/results.json")
+    grading.add_argument("--rubric", help="points per section and verdict (TOML; default harness/data/rubric.toml)")
+    grading.add_argument("--memory-gb", type=positive, default=8, help="a sandbox's address-space cap (GiB)")
+    grading.add_argument("--wall-s", type=seconds, default=1800.0, help="a sandbox's wall-clock cap (seconds)")
 
     golden = sub.add_parser("golden", help="golden files")
     gsub = golden.add_subparsers(dest="golden_command", required=True)
@@ -190,13 +200,31 @@ def cmd_check_impl(args: argparse.Namespace) -> int:
     _check_backend(args.backend)
     root = folder(args.out)
     check_device(args.device)
-    results = check_file(args.file, args.backend, args.section, args.seed, args.stride, args.time_limit, args.device,
-                         progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
-    meta = {"file": args.file, "backend": args.backend, "seed": args.seed, "stride": args.stride}
+    if len(args.files) > 1 or Path(args.files[0]).is_dir():
+        return _grade_class(args, root)
+    results = check_file(args.files[0], args.backend, args.section, args.seed, args.stride, args.time_limit,
+                         args.device, progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
+    meta = {"file": args.files[0], "backend": args.backend, "seed": args.seed, "stride": args.stride}
     page = save(results, root / args.backend, meta)
     print(table(results))
     print(f"report (your images beside the reference's, tracebacks): {page.resolve()}")
     return int(any(r.verdict in ("wrong", "error") for r in results))
+
+
+def _grade_class(args: argparse.Namespace, root: Path) -> int:
+    """Each file in its sandbox, the gradebook in OUT; exit status 0 once it is written."""
+    from harness.impl.batch import Options, grade
+    from harness.impl.run import select
+    from harness.impl.sandbox import GIB, Limits
+
+    select(args.section)  # an unknown section: one line, before any work
+    limits = Limits(memory=args.memory_gb * GIB, wall_s=args.wall_s)
+    options = Options(args.backend, tuple(args.section or ()), args.seed, args.stride, args.time_limit, args.device,
+                      limits)
+    grades = grade(args.files, root, options, args.workers, args.force, args.gradescope,
+                   Path(args.rubric) if args.rubric else None)
+    print(f"{len(grades)} submissions: {(root / 'grades.csv').resolve()}, {(root / 'index.html').resolve()}")
+    return 0
 
 
 def cmd_golden_update(args: argparse.Namespace) -> None:

@@ -135,12 +135,26 @@ class Check:
 class Found:
     """A user function to check, and the checks it may be judged by: one, or a rotation's candidate views (the
     same calls, each with its own reference; the one closest to the output judges it and is reported). ``key``
-    names its row's outputs (the section, or the section and the function)."""
+    names its row's outputs (the section, or the section and the function); ``views``: what a rotation's
+    candidates were read from (`rotation_candidates`), so that `found_again` can rebuild it."""
 
     name: str
-    fn: Callable
+    fn: Callable | None
     checks: tuple[Check, ...]
     key: str
+    views: str = ""
+
+
+def found_again(index: int, name: str, key: str, views: str) -> Found:
+    """The `Found` of ``CHECKS[index]`` that a sandboxed worker reports by name (its outputs come as data)."""
+    check = CHECKS[index]
+    return Found(name, None, (check,), key) if check.every is None else _rotation(check, name, None, views, key)
+
+
+def first_candidate(check: Check) -> Check:
+    """The check whose calls the user's function gets: itself, or a rotation's first view (every view makes the
+    same calls and draws)."""
+    return check if check.every is None else _rotation(check, "", None, "", "").checks[0]
 
 
 def _image(ctx: Ctx, name: str) -> torch.Tensor:
@@ -433,14 +447,17 @@ def rotation_functions(check: Check, own: dict[str, Callable]) -> list[Found]:
     """Every rotation anagram function (a name matching `ROTATION`: a rotation and illusion or anagram), with
     the candidates its name allows; and the first general anagram function (a flip name with a ``view`` or
     ``transform`` parameter, given a `calling.ViewArg`) once per rotation view, rot90 with both directions."""
-    def found(name: str, candidates: list[tuple[View, str]], key: str) -> Found:
-        checks = tuple(replace(check, calls=partial(anagram_calls, view=v), label=label) for v, label in candidates)
-        return Found(name, own[name], checks, key)
-
-    rotations = [found(k, rotation_candidates(k), f"{check.section}-{k}") for k in own if re.search(ROTATION, k)]
+    rotations = [_rotation(check, k, own[k], k, f"{check.section}-{k}") for k in own if re.search(ROTATION, k)]
     general = [k for k in own if re.search(FLIP, k) and "view" in {role(n) for n in inspect.signature(own[k]).parameters}]
-    return rotations + [found(k, rotation_candidates(v), f"{check.section}-{k}-{v}") for k in general[:1]
+    return rotations + [_rotation(check, k, own[k], v, f"{check.section}-{k}-{v}") for k in general[:1]
                         for v in ("rot90", "rot180")]
+
+
+def _rotation(check: Check, name: str, fn: Callable | None, views: str, key: str) -> Found:
+    """A rotation function, judged by the candidate views ``views`` allows (`rotation_candidates`)."""
+    checks = tuple(replace(check, calls=partial(anagram_calls, view=v), label=label)
+                   for v, label in rotation_candidates(views))
+    return Found(name, fn, checks, key, views)
 
 
 HYBRID_PAIRS = 2  # on a judged backend; one elsewhere

@@ -3,10 +3,10 @@ definitions only; a syntax error is one line naming its line, and a notebook's i
 whose namespace first holds the course notebook's globals, so its top-level code and its functions find
 ``stage_1``, ``alphas_cumprod``, ... as the notebook's cells do.
 
-Imports: a module the course uses only for display or in Colab (`STAND_IN_MODULES`: mediapy, matplotlib,
-IPython, google.colab, ipywidgets) that is not installed here is bound to a `StandIn`, whose attributes are
-stand-ins and whose calls do nothing (the table says so); any other module that is not installed is a
-one-line error naming it and the fix. A .py file's top level runs as it is (it may be anyone's module); when
+Imports: a module the course uses only for display or in Colab that is not installed here, and torchvision
+where it cannot be imported, get a stand-in (`standins`; the table's "setup" row says so); any other module
+that is not installed is a one-line error naming it and the fix. The names the course notebook's first cell
+imports (`COURSE_IMPORTS`: torch, np, media, TF) are bound first, as that cell binds them. A .py file's top level runs as it is (it may be anyone's module); when
 it raises, the line says to pass the notebook itself or guard the setup.
 
 Every piece of user code (the top level, each function call) runs in `user_code`: CUDA and fp16 on the
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import builtins
 import ctypes
+import functools
 import importlib.util
 import itertools
 import signal
@@ -33,13 +34,14 @@ from typing import Any, Iterator
 import torch
 
 from harness.errors import BadValue
+from harness.impl import standins
 from harness.impl.calling import ImplError
 from harness.impl.devicemap import on_backend
 from harness.impl.source import Source
 from harness.seeding import derive_seed
 
 _names = itertools.count()
-STAND_IN_MODULES = ("mediapy", "matplotlib", "IPython", "google.colab", "ipywidgets")
+COURSE_IMPORTS = {"torch": "torch", "np": "numpy", "media": "mediapy", "TF": "torchvision.transforms.functional"}
 TOP_LEVEL_HINT = ("; a notebook's setup (loading DeepFloyd, embeddings, displays) cannot run here: pass the .ipynb "
                   "itself (only its definitions run) or put the setup under if __name__ == '__main__':")
 
@@ -56,24 +58,6 @@ class TimeLimit(BaseException):
     """Raised inside user code when its time limit passes (a BaseException: user code rarely catches those)."""
 
 
-class StandIn:
-    """A display-only module that is not installed here: its attributes are stand-ins, its calls do nothing."""
-
-    def __init__(self, name: str):
-        self.__name__ = name
-
-    def __getattr__(self, attr: str) -> "StandIn":
-        if attr.startswith("__"):
-            raise AttributeError(attr)
-        return StandIn(f"{self.__name__}.{attr}")
-
-    def __call__(self, *_: Any, **__: Any) -> "StandIn":
-        return self
-
-    def __repr__(self) -> str:
-        return f"<stand-in for {self.__name__}>"
-
-
 def resolve(target: str) -> Path:
     """A Python file or notebook, or an importable module's file (``pkg.my_proj5``)."""
     path = Path(target)
@@ -88,12 +72,17 @@ def resolve(target: str) -> Path:
 
 def load(source: Source, namespace: dict[str, Any], device: torch.device, dtype: torch.dtype, seed: int,
          time_limit: float) -> tuple[types.ModuleType, list[str]]:
-    """Run the file's code in a module that already holds ``namespace``; the module, and the modules that got
-    a `StandIn`."""
+    """Run the file's code in a module that already holds ``namespace`` and `COURSE_IMPORTS`; the module, and
+    the modules that got a stand-in (a course import's only if the code reads its name)."""
     module = types.ModuleType(f"harness_impl_user_{next(_names)}")
     module.__file__ = str(source.path)
     module.__dict__.update(namespace)
     stand_ins: list[str] = []
+    used, course = _names_read(source.code), []
+    for alias, name in COURSE_IMPORTS.items():
+        got: list[str] = []
+        module.__dict__[alias] = functools.reduce(getattr, name.split(".")[1:], _importer(got)(name))
+        course += got if alias in used else []
     module.__dict__["__builtins__"] = {**vars(builtins), "__import__": _importer(stand_ins)}
     sys.modules[module.__name__] = module  # dataclasses look their module up there while the file runs
     try:
@@ -102,21 +91,31 @@ def load(source: Source, namespace: dict[str, Any], device: torch.device, dtype:
             exec(source.code, module.__dict__)
     finally:
         del sys.modules[module.__name__]
-    return module, list(dict.fromkeys(stand_ins))
+    return module, list(dict.fromkeys(stand_ins + course))
+
+
+def _names_read(code: types.CodeType) -> set[str]:
+    """The global and attribute names the code, and every function in it, reads."""
+    nested = (c for c in code.co_consts if isinstance(c, types.CodeType))
+    return set(code.co_names).union(*map(_names_read, nested))
 
 
 def _importer(stand_ins: list[str]):
-    """``__import__`` for the user's code: a missing display-only module is a `StandIn` (its name appended to
-    ``stand_ins``); any other missing module raises naming it and the fix."""
+    """``__import__`` for the user's code: torchvision where it cannot be imported, and a missing display-only
+    module, get their `standins` (the name appended to ``stand_ins``); any other missing module raises naming
+    it and the fix."""
     real = builtins.__import__
 
     def guarded(name, globals=None, locals=None, fromlist=(), level=0):
+        if level == 0 and standins.kind(name) == "torchvision" and not standins.torchvision_importable():
+            stand_ins.append(name)
+            return standins.stand_in(name, fromlist)
         try:
             return real(name, globals, locals, fromlist, level)
         except ModuleNotFoundError as e:
-            if level == 0 and any(name == m or name.startswith(m + ".") for m in STAND_IN_MODULES):
+            if level == 0 and standins.kind(name) == "display":
                 stand_ins.append(name)
-                return StandIn(name if fromlist else name.split(".")[0])
+                return standins.stand_in(name, fromlist)
             raise ModuleNotFoundError(f"no module named {e.name!r} here: install it (pip install {e.name}), or drop "
                                       f"the import if your course functions do not use it", name=e.name) from None
 

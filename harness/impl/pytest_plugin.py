@@ -1,5 +1,7 @@
 """``pytest --impl FILE [paths]``: check-impl's sections as pytest cases, one per (section, backend), instead of
-the tests collected from the paths (those are deselected). A wrong or raising section fails with its one
+the tests collected from the paths (those are deselected). ``--impl FOLDER`` grades a class (`batch`: each
+file in its sandbox, the gradebook in ``--impl-out``): one case per submission, which fails with its wrong
+or raising sections' lines. A wrong or raising section fails with its one
 line per function (A1.8: the flip and each rotation) and the user's traceback; a missing function skips; the
 table of verdicts ends the run (with the "setup" row of stand-in imports, once per backend). FILE may be a
 notebook (.ipynb): its definitions run (`harness.impl.source`). Registered
@@ -17,6 +19,7 @@ import pytest
 from harness.seeding import DEFAULT_SEED
 
 RESULTS_KEY = pytest.StashKey[list]()
+GRADES_KEY = pytest.StashKey[dict]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -26,6 +29,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--impl-section", action="append", metavar="SECTION", help="only these sections (repeatable)")
     group.addoption("--impl-stride", type=int, default=30, help="stride of the strided timesteps (the course's 30)")
     group.addoption("--impl-time-limit", type=float, default=600.0, help="seconds one call of your function may take")
+    group.addoption("--impl-out", default="out/check-impl", help="with --impl FOLDER: the gradebook's folder")
 
 
 class ImplFailure(Exception):
@@ -70,12 +74,40 @@ class ImplItem(pytest.Item):
         return self.config.getoption("--impl"), None, f"{self.section} on {self.backend}"
 
 
+class SubmissionItem(ImplItem):
+    """One submission of a class: the whole class is graded once, by its first case to run."""
+
+    def __init__(self, *, submission: str, backend: str, **kwargs):
+        pytest.Item.__init__(self, **kwargs)
+        self.submission, self.backend = submission, backend
+
+    def runtest(self) -> None:
+        from harness.impl.batch import Options, grade
+
+        option = self.config.getoption
+        if GRADES_KEY not in self.config.stash:
+            options = Options(self.backend, tuple(option("--impl-section") or ()), DEFAULT_SEED, option("--impl-stride"),
+                              option("--impl-time-limit"))
+            grades = grade([option("--impl")], Path(option("--impl-out")), options, echo=lambda line: None)
+            self.config.stash[GRADES_KEY] = {g["name"]: g for g in grades}
+        rows = self.config.stash[GRADES_KEY][self.submission]["rows"]
+        self.user_properties.append(("verdict", "; ".join(r["verdict"] for r in rows)))
+        failed = [r for r in rows if r["verdict"] in ("wrong", "error")]
+        if failed:
+            raise ImplFailure("\n".join(f"{self.submission}: {r['section']} {r['function']}: {r['verdict']}: "
+                                        f"{r['figures']}" for r in failed), "")
+
+    def reportinfo(self):
+        return self.config.getoption("--impl"), None, self.submission
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[RESULTS_KEY] = []
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
-    """With --impl, the collected tests give way to one case per (section, backend)."""
+    """With --impl, the collected tests give way to one case per (section, backend), or per submission of a
+    folder."""
     if not config.getoption("--impl"):
         return
     from harness.errors import HarnessError
@@ -86,10 +118,17 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     except HarnessError as e:
         raise pytest.UsageError(str(e)) from None
     config.hook.pytest_deselected(items=list(items))
-    impl = Path(config.getoption("--impl")).name
-    items[:] = [ImplItem.from_parent(session, name=f"{c.section}-{b}", nodeid=f"{impl}::{c.section}-{b}",
+    impl, backends = Path(config.getoption("--impl")), config.getoption("--impl-backend") or ["tiny-if"]
+    if impl.is_dir():
+        from harness.impl.batch import submissions
+
+        items[:] = [SubmissionItem.from_parent(session, name=s.name, nodeid=f"{impl.name}::{s.name}",
+                                               submission=s.name, backend=backends[0])
+                    for s in submissions([str(impl)], Path(config.getoption("--impl-out")))]
+        return
+    items[:] = [ImplItem.from_parent(session, name=f"{c.section}-{b}", nodeid=f"{impl.name}::{c.section}-{b}",
                                      section=c.section, backend=b)
-                for b in config.getoption("--impl-backend") or ["tiny-if"] for c in checks]
+                for b in backends for c in checks]
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:

@@ -16,11 +16,13 @@ from harness.backends import get_backend, spec
 from harness.errors import UnknownName
 from harness.image_io import make_grid, save_png
 from harness.impl.calling import ImplError, bind, read_output
-from harness.impl.checks import CHECKS, Call, Check, Ctx, Found
+from harness.impl.checks import CHECKS, Check, Ctx, Found
 from harness.impl.loader import UserCodeError, load, resolve, user_code
 from harness.impl.notebook import Presented, notebook_globals
-from harness.impl.replay import Tape, recording, replaying
+from harness.impl.references import References
+from harness.impl.replay import replaying
 from harness.impl.source import Source, compile_file
+from harness.impl.standins import NOTES, kind
 from harness.impl.verdicts import MATCH_PSNR, distance, judge
 from harness.schedules import strided_timesteps
 from harness.seeding import DEFAULT_SEED
@@ -42,8 +44,10 @@ class Result:
     def __post_init__(self):
         self.key = self.key or self.section
 
+    FIELDS = ("section", "function", "verdict", "figures", "looks_like", "trace", "key")
+
     def row(self) -> dict[str, str]:
-        return {k: getattr(self, k) for k in ("section", "function", "verdict", "figures", "looks_like", "trace", "key")}
+        return {k: getattr(self, k) for k in self.FIELDS}
 
 
 def check_ids() -> list[str]:
@@ -61,30 +65,55 @@ def select(sections: Sequence[str] | None) -> list[Check]:
     return [c for c in CHECKS if c.section in sections]
 
 
+def context(backend: str, device: str, seed: int, stride: int) -> Ctx:
+    """What the checks of one backend run in: its model as the user's code sees it, its judge, the notebook's
+    globals; a backend without Part A is a one-line error."""
+    if "A" not in spec(backend).parts:
+        raise UnknownName(f"backend {backend!r} does not run Part A; check on tiny-if or mnist")
+    loaded = get_backend(backend, device)
+    den = Presented(loaded.denoiser)
+    namespace = notebook_globals(den, strided_timesteps(990, stride, len(den.alphas_cumprod)))
+    return Ctx(backend, den, loaded.judge, seed, stride, namespace)
+
+
 def check_file(target: str, backend: str = "tiny-if", sections: Sequence[str] | None = None, seed: int = DEFAULT_SEED,
                stride: int = 30, time_limit: float = 600.0, device: str = "cpu",
                progress: Callable[[str], None] = lambda s: None) -> list[Result]:
     """Check the course functions in ``target`` (a .py file, a notebook or a module) on ``backend``, section by
-    section; a first "setup" row names the imports that got a stand-in, if any."""
-    if "A" not in spec(backend).parts:
-        raise UnknownName(f"backend {backend!r} does not run Part A; check on tiny-if or mnist")
+    section, in this process; a first "setup" row names the imports that got a stand-in, if any."""
     checks, path = select(sections), resolve(target)
     source = compile_file(path)
-    loaded = get_backend(backend, device)
-    den = Presented(loaded.denoiser)
-    ts = strided_timesteps(990, stride, len(den.alphas_cumprod))
-    namespace = notebook_globals(den, ts)
-    module, stand_ins = load(source, namespace, den.device, den.dtype, seed, time_limit)
-    ctx = Ctx(backend, den, loaded.judge, seed, stride, namespace)
-    results = [stand_in_row(stand_ins)] if stand_ins else []
+    ctx = context(backend, device, seed, stride)
+    module, stand_ins = load(source, ctx.notebook, ctx.den.device, ctx.den.dtype, seed, time_limit)
+    refs = References(ctx)
+    return [verdict_of(o, ctx, refs, progress)
+            for o in outcomes(module, stand_ins, checks, ctx, source, time_limit, refs, progress)]
+
+
+@dataclass
+class Produced:
+    """A user function's outputs, one per call (in the data range), and its draws (served, total, unmatched):
+    what its verdict is judged from (`verdict_of`), here or, from a sandbox's files, in the grader."""
+
+    found: Found
+    outs: list[torch.Tensor]
+    draws: tuple[int, int, int]
+
+
+def outcomes(module, stand_ins: Sequence[str], checks: Sequence[Check], ctx: Ctx, source: Source, time_limit: float,
+             tapes, progress: Callable[[str], None] = lambda s: None) -> list[Result | Produced]:
+    """Every check's user function run on its calls (``tapes``: `References` or `references.TapeFiles`): a
+    `Produced` each, or its row when it is missing or raised; first the "setup" row of stand-ins, if any."""
+    results: list[Result | Produced] = [stand_in_row(stand_ins)] if stand_ins else []
     for check in checks:
         found = check.find(module)
         if not found and check.every is None:  # the rotations are optional: none, no row
-            results.append(Result(check.section, "-", "skipped", f"no function {' or '.join(check.names)} in {path.name}"))
+            results.append(Result(check.section, "-", "skipped", f"no function {' or '.join(check.names)} in "
+                                                                 f"{source.path.name}"))
         for f in found:
             progress(f"{check.section}: {f.name}")
             try:
-                results.append(run_check(f, ctx, module, source, time_limit, progress))
+                results.append(produce(f, ctx, module, source, time_limit, tapes))
             except UserCodeError as e:
                 results.append(Result(check.section, f.name, "error", str(e), trace=e.trace, key=f.key))
             except ImplError as e:
@@ -93,39 +122,38 @@ def check_file(target: str, backend: str = "tiny-if", sections: Sequence[str] | 
 
 
 def stand_in_row(modules: Sequence[str]) -> Result:
-    """The row that says which imports got a stand-in (`loader.StandIn`)."""
-    return Result("setup", ", ".join(modules), "stand-in", "not installed here and only used for display: a "
-                  "stand-in whose calls do nothing")
+    """The row that says which imports got a stand-in (`standins`), and what each kind of stand-in does."""
+    notes = dict.fromkeys(NOTES[kind(m)] for m in modules)
+    return Result("setup", ", ".join(modules), "stand-in", "; ".join(notes))
 
 
-def _references(check: Check, ctx: Ctx) -> tuple[list[Call], list[torch.Tensor], list[Tape]]:
-    """The check's calls, the reference of each (recorded) and its tape of draws."""
-    calls, refs, tapes = check.calls(ctx), [], []
-    for call in calls:
-        with torch.no_grad(), recording(ctx.seed) as tape:
-            refs.append(call.reference(None).float())
-        tapes.append(Tape(call.draws, ctx.seed) if call.draws is not None else tape)
-    return calls, refs, tapes
-
-
-def run_check(found: Found, ctx: Ctx, module, source: Source, time_limit: float,
-              progress: Callable[[str], None]) -> Result:
-    """The references of every candidate check, the user's function on the first's calls and replayed draws
-    (every candidate makes the same calls and draws), and the verdict of the candidate closest to its output."""
-    candidates = [(check, *_references(check, ctx)) for check in found.checks]
-    check, calls, refs, tapes = candidates[0]
-    outs, replayed = [], []
-    for call, tape in zip(calls, tapes):
-        what = f"{check.section} {found.name}"
+def produce(found: Found, ctx: Ctx, module, source: Source, time_limit: float, tapes) -> Produced:
+    """The user's function on the first candidate's calls, each with its tape of draws replayed (every candidate
+    makes the same calls and draws)."""
+    calls, call_tapes = tapes.tapes(found.checks[0])
+    outs, served = [], []
+    for call, tape in zip(calls, call_tapes):
+        what = f"{found.checks[0].section} {found.name}"
         kwargs = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in bind(found.fn, call.values).items()}
         if "prompt" in call.values:  # for code that reads the global
             module.prompt_embeds = call.values["prompt"]
-        with replaying(tape.fresh()) as served, user_code(ctx.den.device, ctx.den.dtype, ctx.seed, time_limit, what, source):
+        with replaying(tape.fresh()) as replayed, user_code(ctx.den.device, ctx.den.dtype, ctx.seed, time_limit,
+                                                            what, source):
             out = found.fn(**kwargs)
         outs.append(read_output(out, call.like, what).to(call.like.device))
-        replayed.append(served)
-    (check, calls, refs, tapes), verdict = _judged(candidates, ctx, outs, _draws(replayed), progress)
-    images = {"yours": torch.cat([ctx.show(x) for x in outs]), "reference": torch.cat([ctx.show(r) for r in refs])}
+        served.append(replayed)
+    return Produced(found, outs, tuple(sum(getattr(t, k) for t in served) for k in ("position", "total", "unmatched")))
+
+
+def verdict_of(outcome: Result | Produced, ctx: Ctx, refs: References,
+               progress: Callable[[str], None] = lambda s: None) -> Result:
+    """A row as it is, or a `Produced`'s verdict: that of the candidate closest to its outputs, with its images."""
+    if isinstance(outcome, Result):
+        return outcome
+    found, outs = outcome.found, outcome.outs
+    candidates = [(check, *refs.run(check)) for check in found.checks]
+    (check, calls, refs_, tapes), verdict = _judged(candidates, ctx, outs, _draws(*outcome.draws), progress)
+    images = {"yours": torch.cat([ctx.show(x) for x in outs]), "reference": torch.cat([ctx.show(r) for r in refs_])}
     images["difference"] = (images["yours"] - images["reference"]).abs() - 1  # |diff| on [-1, 1]: 0 is black
     figures = "; ".join(filter(None, [check.label, verdict.figures]))
     return Result(check.section, found.name, verdict.verdict, figures, verdict.looks_like, images=images, key=found.key)
@@ -142,8 +170,7 @@ def _judged(candidates: list, ctx: Ctx, outs: list[torch.Tensor], draws: str, pr
     return first if first[1].looks_like else next((j for j in judged if j[1].looks_like), first)
 
 
-def _draws(tapes: Sequence[Tape]) -> str:
-    served, total, unmatched = (sum(getattr(t, k) for t in tapes) for k in ("position", "total", "unmatched"))
+def _draws(served: int, total: int, unmatched: int) -> str:
     return f"draws {served}/{total} replayed" + (f", {unmatched} unmatched" if unmatched else "")
 
 

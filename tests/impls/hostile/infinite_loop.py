@@ -1,0 +1,6 @@
+"""Hostile: forward never returns (the per-call time limit stops it)."""
+
+
+def forward(im, t):
+    while True:
+        pass
