@@ -20,7 +20,8 @@ from harness.partb.distributed import World
 
 SCRIPTS = Path(__file__).parent / "scripts"
 # A few steps of the time-conditioned recipe at a small width: 2 epochs of 3 steps of a global batch of 64.
-SMALL = ["--set", "epochs=2", "--set", "save_epochs=[2]", "--set", "subset=512", "--set", "num_hiddens=8",
+# --fp32: the tolerances below are float32's (on a CPU with bf16 units `train` defaults to bf16)
+SMALL = ["--fp32", "--set", "epochs=2", "--set", "save_epochs=[2]", "--set", "subset=512", "--set", "num_hiddens=8",
          "--set", "batch_size=64", "--set", "test_subset=64", "--max-steps", "3", "--no-progress"]
 # Measured (6 steps, this recipe): DDP on 2 gloo ranks against one process, weights apart by at most 1.4e-4;
 # one process on 1 against 2 threads, 1.1e-5; 2 ranks whose BatchNorm sees only its own half (no

@@ -180,7 +180,8 @@ class Recorder(torch.nn.Module):
 
 def test_class_sampling_guides_with_the_zero_class():
     """ddpm_sample (stride 150: t = 299, 149, 0, then x_0) == the loop written out with `guided` and
-    ddpm_step: each call's x_t and its class rows [one-hot; zeros], and the final image."""
+    ddpm_step: each call's x_t and its class rows [one-hot; zeros], and the final image, to the rounding of
+    batch-dependent kernels (one thread on an AVX-512 Xeon: 3.9e-5 at most, through the stretched weights)."""
     model, labels, scale = tiny_model(), torch.tensor([2, 8]), 5.0
     spy = Recorder(model)
     out, _ = ddpm_sample(spy, linear_alphas_cumprod(T), generators(0, "s", 2), labels, scale, stride=150)
@@ -189,11 +190,11 @@ def test_class_sampling_guides_with_the_zero_class():
     steps = [(299, 149), (149, 0), (0, -1)]
     assert len(spy.calls) == len(steps)
     for (t, t_prev), (x_call, c_call) in zip(steps, spy.calls):
-        torch.testing.assert_close(x_call, torch.cat([x, x]), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(x_call, torch.cat([x, x]), rtol=1e-4, atol=1e-4)
         assert torch.equal(c_call, torch.cat([torch.eye(10)[labels], torch.zeros(2, 10)]))
         noise = randn((1, 28, 28), gens) if t_prev >= 0 else torch.zeros_like(x)
         x = ddpm_step(x, guided(model, x, t, labels, scale), t, t_prev, linear_alphas_cumprod(T), noise)[0]
-    torch.testing.assert_close(out, x.clamp(0, 1), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out, x.clamp(0, 1), rtol=1e-4, atol=1e-4)
 
 
 def frechet(f1: np.ndarray, f2: np.ndarray) -> float:
