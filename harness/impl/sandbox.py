@@ -179,12 +179,15 @@ def _bwrap(argv: Sequence[str], scratch: Path, read_only: dict[Path, Path], env:
             command += ["--symlink", os.readlink(path), str(path)]
         else:
             command += ["--ro-bind", str(path), str(path)]
+    # the private /tmp first: Python, the harness or the tapes may live under /tmp (a clone in /tmp) and
+    # are bound on top of it
+    command += ["--bind", str(scratch), "/scratch", "--bind", str(scratch / "tmp"), "/tmp", "--bind",
+                str(scratch / "tmp"), "/dev/shm"]
     for path, at in {**{p: p for p in _python_paths()}, **read_only}.items():
         command += ["--ro-bind", str(path), str(at)]
     for device in devices:
         command += ["--dev-bind", device, device]
-    command += ["--bind", str(scratch), "/scratch", "--bind", str(scratch / "tmp"), "/tmp", "--bind",
-                str(scratch / "tmp"), "/dev/shm", "--remount-ro", "/", "--chdir", "/scratch", "--clearenv"]
+    command += ["--remount-ro", "/", "--chdir", "/scratch", "--clearenv"]
     for key, value in env.items():
         command += ["--setenv", key, value]
     return [*command, "--", *argv]
